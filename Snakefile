@@ -1,0 +1,26 @@
+# DAT-SPECT classification: SBR cutoffs vs a deep CNN across image characteristics.
+# Run from the repository with a working directory for data and results, e.g.
+#   snakemake --cores 8 --directory work/default
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The repository's config.yaml is the default; a --configfile replaces it instead of being
+# merged into it (a merge would silently keep the default cohorts).
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/cohort.smk"
+include: "rules/preprocess.smk"
+include: "rules/sbr.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

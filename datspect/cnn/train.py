@@ -1,0 +1,299 @@
+"""Training with model selection on the validation part, and prediction.
+
+On CPU a training is bit-for-bit reproducible for a given seed and thread count: the global
+torch seed is set from ``seed`` (model initialisation, dropout), deterministic algorithms are
+enforced, the data loader runs in-process with its own seeded generator and the augmentation
+stream is seeded per epoch (:mod:`datspect.cnn.data`).  On CUDA the same seeds are used and
+deterministic algorithms are requested where CUDA has them (warnings elsewhere).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from datspect.cnn.data import ImageDataset, load_items, resolve_augment
+from datspect.cnn.model import build_model, count_parameters
+from datspect.errors import InputError
+
+#: Default training configuration (measured by ``bench/cnn_speed.py``): ``epochs`` maximum
+#: number of epochs; ``patience`` epochs without improvement of the selection criterion before
+#: stopping; ``batch_size``; ``optimizer`` adam|adamw with ``lr`` and ``weight_decay``;
+#: ``balance`` class_weights (weighted cross-entropy) | sampler (class-balanced sampling with
+#: replacement) | none; ``select_on`` loss (lowest validation loss, ties by accuracy) | accuracy
+#: (highest validation accuracy, ties by loss); ``augment`` see
+#: :data:`datspect.cnn.data.DEFAULT_AUGMENT`.
+DEFAULT_TRAIN: dict = {
+    "epochs": 30,
+    "patience": 8,
+    "batch_size": 32,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "balance": "class_weights",
+    "select_on": "loss",
+    "augment": None,
+}
+
+
+def resolve_train_cfg(train_cfg: dict | None) -> dict:
+    """Merge ``train_cfg`` over :data:`DEFAULT_TRAIN` and validate it.
+
+    Raises
+    ------
+    InputError
+        On an unknown key or an invalid value.
+    """
+    cfg = dict(train_cfg or {})
+    unknown = sorted(set(cfg) - set(DEFAULT_TRAIN))
+    if unknown:
+        raise InputError(
+            f"cnn.train: unknown key(s) {unknown}; allowed keys are {sorted(DEFAULT_TRAIN)}"
+        )
+    out = copy.deepcopy(DEFAULT_TRAIN)
+    out.update(copy.deepcopy(cfg))
+    for key in ("epochs", "patience", "batch_size"):
+        if not isinstance(out[key], int) or out[key] < 1:
+            raise InputError(f"cnn.train.{key} must be a positive integer, not {out[key]!r}")
+    for key, allowed in (
+        ("optimizer", ("adam", "adamw")),
+        ("balance", ("class_weights", "sampler", "none")),
+        ("select_on", ("loss", "accuracy")),
+    ):
+        if out[key] not in allowed:
+            raise InputError(f"cnn.train.{key} must be one of {allowed}, not {out[key]!r}")
+    if not isinstance(out["lr"], (int, float)) or out["lr"] <= 0:
+        raise InputError(f"cnn.train.lr must be a positive number, not {out['lr']!r}")
+    if not isinstance(out["weight_decay"], (int, float)) or out["weight_decay"] < 0:
+        raise InputError(f"cnn.train.weight_decay must be >= 0, not {out['weight_decay']!r}")
+    out["augment"] = resolve_augment(out["augment"])
+    return out
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(
+                "cnn.device is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'"
+            )
+        return torch.device("cuda")
+    raise InputError(f"cnn.device must be auto, cpu or cuda, not {device!r}")
+
+
+def _set_determinism(seed: int, threads: int, device: torch.device) -> None:
+    torch.set_num_threads(int(threads))
+    torch.manual_seed(seed)  # also seeds CUDA: weight init and dropout
+    if device.type == "cuda":
+        # cuBLAS needs this for deterministic matmuls; only effective before its first use
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        # some CUDA kernels (3D max-pool backward) have no deterministic version: warn there
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.use_deterministic_algorithms(True)
+
+
+def _evaluate(model, loader, criterion, device) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` over ``loader``."""
+    model.eval()
+    loss_sum, correct, n = 0.0, 0, 0
+    with torch.no_grad():
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            logits = model(xb)
+            loss_sum += float(criterion(logits, yb)) * len(yb)
+            correct += int((logits.argmax(1) == yb).sum())
+            n += len(yb)
+    return loss_sum / n, correct / n
+
+
+def _selection_key(select_on: str, val_loss: float, val_acc: float) -> tuple[float, float]:
+    """Smaller is better."""
+    if select_on == "loss":
+        return (val_loss, -val_acc)
+    return (-val_acc, val_loss)
+
+
+def train_model(
+    train_items,
+    val_items,
+    *,
+    arch: dict,
+    train_cfg: dict,
+    seed: int,
+    threads: int,
+    device: str = "auto",
+    log=print,
+):
+    """Train the CNN and keep the epoch chosen on the validation part.
+
+    Parameters
+    ----------
+    train_items, val_items : sequence of (array or .npy path, label)
+        Training and validation images (label 0 normal, 1 reduced).
+    arch : dict
+        Architecture overrides (:data:`datspect.cnn.model.DEFAULT_ARCH`).
+    train_cfg : dict
+        Training overrides (:data:`DEFAULT_TRAIN`).
+    seed : int
+        Seed of everything random in this training.
+    threads : int
+        Torch CPU threads (the rule's ``threads``).
+    device : {"auto", "cpu", "cuda"}
+        ``auto`` uses CUDA when available.
+    log : callable
+        Receives one line of text per epoch (and a header/summary line).
+
+    Returns
+    -------
+    model : torch.nn.Module
+        On the CPU, in eval mode, with the weights of the selected epoch.
+    history : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``val_accuracy``, ``seconds``.
+    best : dict
+        The selected epoch's ``epoch``, ``val_loss``, ``val_accuracy``, plus ``epochs_run``,
+        ``stopped_early``, ``seconds``, ``device``, ``threads``, ``n_train``, ``n_val``,
+        ``n_parameters`` and ``class_weights``.
+    """
+    cfg = resolve_train_cfg(train_cfg)
+    dev = resolve_device(device)
+    x_tr, y_tr = load_items(train_items)
+    x_va, y_va = load_items(val_items, input_shape=x_tr.shape[1:])
+    if y_tr is None or y_va is None:
+        raise InputError("CNN training: every training and validation item needs a label")
+    counts = np.bincount(y_tr, minlength=2)
+    if (counts == 0).any():
+        raise InputError(
+            f"CNN training: the training part has {counts[0]} normal and {counts[1]} reduced "
+            "images; both classes are needed"
+        )
+    _set_determinism(seed, threads, dev)
+    model = build_model(arch, x_tr.shape[1:]).to(dev)
+
+    train_ds = ImageDataset(x_tr, y_tr, augment=cfg["augment"], seed=seed)
+    val_ds = ImageDataset(x_va, y_va)
+    loader_gen = torch.Generator().manual_seed(seed)
+    class_weights = [1.0, 1.0]
+    if cfg["balance"] == "sampler":
+        sample_w = torch.from_numpy(1.0 / counts[y_tr])
+        sampler = WeightedRandomSampler(sample_w, len(y_tr), replacement=True, generator=loader_gen)
+        train_loader = DataLoader(
+            train_ds, batch_size=cfg["batch_size"], sampler=sampler, num_workers=0
+        )
+    else:
+        if cfg["balance"] == "class_weights":
+            class_weights = (len(y_tr) / (2.0 * counts)).tolist()
+        train_loader = DataLoader(
+            train_ds, batch_size=cfg["batch_size"], shuffle=True, generator=loader_gen, num_workers=0
+        )
+    val_loader = DataLoader(val_ds, batch_size=max(cfg["batch_size"], 128), num_workers=0)
+    # validation uses the training objective, so selection measures what was optimised
+    criterion = nn.CrossEntropyLoss(weight=torch.tensor(class_weights, dtype=torch.float32)).to(dev)
+    opt_cls = torch.optim.Adam if cfg["optimizer"] == "adam" else torch.optim.AdamW
+    optimizer = opt_cls(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+    n_params = count_parameters(model)
+    log(
+        f"train {len(y_tr)} ({counts[0]} normal / {counts[1]} reduced), val {len(y_va)}, "
+        f"input {tuple(x_tr.shape[1:])}, {n_params} parameters, device {dev}, threads {threads}"
+    )
+    history: list[dict] = []
+    best_key, best_state, best = None, None, {}
+    t_start = time.perf_counter()
+    stale = 0
+    for epoch in range(1, cfg["epochs"] + 1):
+        t0 = time.perf_counter()
+        train_ds.set_epoch(epoch)
+        model.train()
+        loss_sum, n = 0.0, 0
+        for xb, yb in train_loader:
+            xb, yb = xb.to(dev), yb.to(dev)
+            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(yb)
+            n += len(yb)
+        val_loss, val_acc = _evaluate(model, val_loader, criterion, dev)
+        row = {
+            "epoch": epoch,
+            "train_loss": loss_sum / n,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(row)
+        key = _selection_key(cfg["select_on"], val_loss, val_acc)
+        improved = best_key is None or key < best_key
+        if improved:
+            best_key, stale = key, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best = {"epoch": epoch, "val_loss": val_loss, "val_accuracy": val_acc}
+        else:
+            stale += 1
+        log(
+            f"epoch {epoch:3d}  train_loss {row['train_loss']:.4f}  val_loss {val_loss:.4f}  "
+            f"val_acc {val_acc:.4f}  {row['seconds']:.1f}s{'  *' if improved else ''}"
+        )
+        if stale >= cfg["patience"]:
+            break
+    model = model.to("cpu")
+    model.load_state_dict(best_state)
+    model.eval()
+    best.update(
+        {
+            "epochs_run": len(history),
+            "stopped_early": len(history) < cfg["epochs"],
+            "seconds": time.perf_counter() - t_start,
+            "device": str(dev),
+            "threads": int(threads),
+            "n_train": int(len(y_tr)),
+            "n_val": int(len(y_va)),
+            "n_parameters": int(n_params),
+            "class_weights": class_weights,
+        }
+    )
+    log(
+        f"selected epoch {best['epoch']} (val_loss {best['val_loss']:.4f}, val_acc "
+        f"{best['val_accuracy']:.4f}); {best['epochs_run']} epochs in {best['seconds']:.1f}s"
+    )
+    return model, history, best
+
+
+def predict(model: nn.Module, items, device: str = "auto", batch_size: int = 128) -> np.ndarray:
+    """P(reduced) for each item.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A trained model (e.g. from :func:`train_model` or the checkpoint loader).
+    items : sequence
+        Arrays / .npy paths, or ``(array or path, label)`` pairs (labels ignored).
+    device : {"auto", "cpu", "cuda"}
+    batch_size : int
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape ``(N,)``: softmax probability of class 1 (reduced).
+    """
+    dev = resolve_device(device)
+    x, _ = load_items(items, input_shape=getattr(model, "input_shape", None))
+    model = model.to(dev).eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            xb = torch.from_numpy(x[start : start + batch_size]).unsqueeze(1).to(dev)
+            out.append(torch.softmax(model(xb), dim=1)[:, 1].double().cpu().numpy())
+    return np.concatenate(out)

@@ -1,0 +1,143 @@
+"""Per-image jobs of the workflow: read inputs, call the package, write outputs atomically.
+
+Each function takes plain paths and parameters (what a Snakemake rule has) and returns a short
+text summary for the job's log.  They run in the warm worker pool locally and in the job's own
+process on a cluster (:mod:`datspect.jobpool`).
+"""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from datspect import imageio, register, sbr, slab
+from datspect import simulate as simulator
+from datspect.smooth import smooth_fwhm
+from datspect.tables import write_tsv
+from datspect.template import load_template
+
+
+def _write_json(path, data) -> None:
+    imageio.atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def simulate(subject_id, label, cohort, physics, seed, image_out, truth_out) -> str:
+    img, truth = simulator.simulate_subject(subject_id, int(label), cohort, physics, int(seed))
+    imageio.save_nifti(img, image_out, dtype=img.get_data_dtype())
+    _write_json(truth_out, truth)
+    return f"{subject_id}: label {label}, pattern {truth['pattern']}, shape {img.shape}"
+
+
+def ingest(source, out) -> str:
+    """Validate a user scan (NIfTI or DICOM) and store it as NIfTI."""
+    img = imageio.load_scan(source)
+    imageio.save_nifti(img, out)
+    zooms = np.linalg.norm(img.affine[:3, :3], axis=0)
+    return f"{source}: shape {img.shape}, voxel {np.round(zooms, 2).tolist()} mm"
+
+
+def template_image(path, fwhm_mm, striatal_sbr, out) -> str:
+    img = load_template(path, fwhm_mm=fwhm_mm, striatal_sbr=striatal_sbr)
+    imageio.save_nifti(img, out)
+    return f"template from {path or 'anatomy'}"
+
+
+def smooth(image, fwhm_mm, out) -> str:
+    img = smooth_fwhm(imageio.load_scan(image), float(fwhm_mm))
+    imageio.save_nifti(img, out)
+    return f"smoothed with FWHM {fwhm_mm} mm"
+
+
+def normalize(
+    original,
+    smoothed,
+    template,
+    registration,
+    min_correlation,
+    seed,
+    threads,
+    out_original,
+    out_smoothed,
+    out_transform,
+    out_qc,
+) -> str:
+    """Estimate the transform on the original scan; apply it to both images; QC both."""
+    tmpl = nib.load(template)
+    orig = imageio.load_scan(original)
+    native_from_mni = register.estimate_transform(
+        orig,
+        tmpl,
+        stages=tuple(registration["stages"]),
+        sampling=registration["sampling"],
+        iterations=registration["iterations"],
+        shrink=tuple(registration["shrink"]),
+        seed=int(seed),
+        threads=int(threads),
+    )
+    qc = {}
+    for setting, source, out in (
+        ("original", orig, out_original),
+        ("smoothed", imageio.load_scan(smoothed), out_smoothed),
+    ):
+        mni = register.resample_to_mni(source, native_from_mni)
+        imageio.save_nifti(mni, out)
+        check = register.normalization_qc(mni, tmpl, min_correlation=min_correlation)
+        check["striatum_dice"] = register.striatum_dice(mni)
+        qc[setting] = check
+    imageio.atomic_write_text(out_transform, _matrix_text(native_from_mni))
+    _write_json(out_qc, qc)
+    return json.dumps(qc)
+
+
+def _matrix_text(matrix) -> str:
+    header = "# native_from_mni: 4x4 affine, MNI world mm (RAS) -> native scanner mm (RAS)\n"
+    return header + "\n".join(" ".join(f"{v:.8g}" for v in row) for row in matrix) + "\n"
+
+
+def _load_mni(path) -> np.ndarray:
+    img = nib.load(path)
+    return np.asarray(img.dataobj, dtype=np.float32)
+
+
+def sbr_aal(images, cohort, subject_id, reference, combine, out) -> str:
+    rows = []
+    for setting, path in sorted(images.items()):
+        values = sbr.aal_sbr(_load_mni(path), reference=reference, combine=combine, name=path)
+        rows.append(
+            {"cohort": cohort, "subject_id": subject_id, "image_setting": setting, **values}
+        )
+    write_tsv(pd.DataFrame(rows), out)
+    return f"putamen SBR {[round(r['putamen'], 3) for r in rows]}"
+
+
+def sbr_hv(images, cohort, subject_id, reference, combine, volume_ml, margin_mm, out) -> str:
+    rows = []
+    for setting, path in sorted(images.items()):
+        values = sbr.hv_sbr(
+            _load_mni(path),
+            volume_ml=volume_ml,
+            margin_mm=margin_mm,
+            reference=reference,
+            combine=combine,
+            name=path,
+        )
+        rows.append(
+            {"cohort": cohort, "subject_id": subject_id, "image_setting": setting, **values}
+        )
+    write_tsv(pd.DataFrame(rows), out)
+    return f"HV putamen SBR {[round(r['hv_putamen'], 3) for r in rows]}"
+
+
+def slabs(images, n_slices, reference, out) -> str:
+    """The CNN inputs of one subject: one 2D slab per image setting, in one .npz."""
+    arrays = {
+        setting: slab.make_slab(_load_mni(path), n_slices, reference, name=path)
+        for setting, path in sorted(images.items())
+    }
+    with imageio.atomic_output(out) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    return f"slabs {sorted(arrays)} of shape {next(iter(arrays.values())).shape}"

@@ -1,0 +1,122 @@
+# smooth (native space) -> spatial normalization to the MNI 2 mm grid (both images, one
+# transform estimated on the original) -> normalization QC.
+
+PRE = config["preprocess"]
+
+
+rule template:
+    output:
+        "resources/template.nii.gz",
+    params:
+        path=PRE["template"],
+        fwhm_mm=PRE["template_fwhm_mm"],
+        striatal_sbr=PRE["template_striatal_sbr"],
+    log:
+        "logs/template/template.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    run:
+        run_step(
+            "template_image",
+            log[0],
+            path=params.path,
+            fwhm_mm=params.fwhm_mm,
+            striatal_sbr=params.striatal_sbr,
+            out=output[0],
+        )
+
+
+rule smooth:
+    input:
+        native_image,
+    output:
+        "preprocessed/{cohort}/{subject}/smoothed_native.nii.gz",
+    params:
+        fwhm_mm=PRE["smooth_fwhm_mm"],
+    log:
+        "logs/smooth/{cohort}/{subject}.log",
+    threads: 1
+    resources:
+        mem_mb=800,
+        runtime=5,
+    run:
+        run_step("smooth", log[0], image=input[0], fwhm_mm=params.fwhm_mm, out=output[0])
+
+
+rule normalize:
+    input:
+        original=native_image,
+        smoothed=rules.smooth.output[0],
+        template=rules.template.output[0],
+    output:
+        original="preprocessed/{cohort}/{subject}/original_mni.nii.gz",
+        smoothed="preprocessed/{cohort}/{subject}/smoothed_mni.nii.gz",
+        transform="preprocessed/{cohort}/{subject}/native_from_mni.txt",
+        qc="preprocessed/{cohort}/{subject}/qc.json",
+    params:
+        registration=PRE["registration"],
+        min_correlation=PRE["qc_min_correlation"],
+        seed=lambda w: derive_seed(SEED, "normalize", w.cohort, w.subject),
+    log:
+        "logs/normalize/{cohort}/{subject}.log",
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    run:
+        run_step(
+            "normalize",
+            log[0],
+            original=input.original,
+            smoothed=input.smoothed,
+            template=input.template,
+            registration=params.registration,
+            min_correlation=params.min_correlation,
+            seed=params.seed,
+            threads=threads,
+            out_original=output.original,
+            out_smoothed=output.smoothed,
+            out_transform=output.transform,
+            out_qc=output.qc,
+        )
+
+
+def truth_files(cohort):
+    if config["cohorts"][cohort]["source"] != "simulate":
+        return []
+    return per_subject("data/{cohort}/truth/{subject}.json", cohort)
+
+
+rule normalization_qc:
+    input:
+        qc=lambda w: per_subject("preprocessed/{cohort}/{subject}/qc.json", w.cohort),
+        transforms=lambda w: per_subject(
+            "preprocessed/{cohort}/{subject}/native_from_mni.txt", w.cohort
+        ),
+        truth=lambda w: truth_files(w.cohort),
+    output:
+        "results/qc/normalization_{cohort}.tsv",
+    params:
+        max_centroid_error_mm=4.0,
+    log:
+        "logs/normalization_qc/{cohort}.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/normalization_qc.py"
+
+
+rule normalization_qc_all:
+    input:
+        expand("results/qc/normalization_{cohort}.tsv", cohort=list(COHORTS)),
+    output:
+        "results/qc/normalization.tsv",
+    log:
+        "logs/normalization_qc_all/all.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/concat_tables.py"

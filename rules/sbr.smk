@@ -1,0 +1,142 @@
+# Putamen SBR per image (AAL ROI and hottest voxels), the grouped splits, and the Youden
+# cutoffs fitted per (method, setting, split).
+
+SBR = config["sbr"]
+
+
+def mni_images(wildcards):
+    return {
+        s: f"preprocessed/{wildcards.cohort}/{wildcards.subject}/{s}_mni.nii.gz"
+        for s in IMAGE_SETTINGS
+    }
+
+
+rule sbr_aal:
+    input:
+        unpack(mni_images),
+    output:
+        "features/{cohort}/{subject}/sbr_aal.tsv",
+    params:
+        reference=SBR["reference"],
+        combine=SBR["combine"],
+    log:
+        "logs/sbr_aal/{cohort}/{subject}.log",
+    threads: 1
+    resources:
+        mem_mb=800,
+        runtime=5,
+    run:
+        run_step(
+            "sbr_aal",
+            log[0],
+            images=dict(input.items()),
+            cohort=wildcards.cohort,
+            subject_id=wildcards.subject,
+            reference=params.reference,
+            combine=params.combine,
+            out=output[0],
+        )
+
+
+rule sbr_hv:
+    input:
+        unpack(mni_images),
+    output:
+        "features/{cohort}/{subject}/sbr_hv.tsv",
+    params:
+        reference=SBR["reference"],
+        combine=SBR["combine"],
+        volume_ml=SBR["hv_volume_ml"],
+        margin_mm=SBR["hv_margin_mm"],
+    log:
+        "logs/sbr_hv/{cohort}/{subject}.log",
+    threads: 1
+    resources:
+        mem_mb=800,
+        runtime=5,
+    run:
+        run_step(
+            "sbr_hv",
+            log[0],
+            images=dict(input.items()),
+            cohort=wildcards.cohort,
+            subject_id=wildcards.subject,
+            reference=params.reference,
+            combine=params.combine,
+            volume_ml=params.volume_ml,
+            margin_mm=params.margin_mm,
+            out=output[0],
+        )
+
+
+rule sbr_method_table:
+    input:
+        tables=lambda w: [
+            f"features/{c}/{s}/{w.method}.tsv" for c in COHORTS for s in subjects(c)
+        ],
+        sheets=expand("data/{cohort}/cohort.tsv", cohort=list(COHORTS)),
+    output:
+        "results/sbr/{method}.tsv",
+    wildcard_constraints:
+        method="sbr_aal|sbr_hv",
+    log:
+        "logs/sbr_method_table/{method}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/sbr_method_table.py"
+
+
+rule sbr_table:
+    input:
+        aal="results/sbr/sbr_aal.tsv",
+        hv="results/sbr/sbr_hv.tsv",
+    output:
+        "results/sbr/sbr.tsv",
+    log:
+        "logs/sbr_table/sbr.log",
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    script:
+        "../scripts/sbr_table.py"
+
+
+rule splits:
+    input:
+        sheet=f"data/{DEV}/cohort.tsv",
+    output:
+        "results/splits/splits.tsv",
+    params:
+        n_splits=config["splits"]["n_splits"],
+        fractions=[config["splits"][p] for p in ("train", "val", "test")],
+        seed=derive_seed(SEED, "splits"),
+    log:
+        "logs/splits/splits.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/make_splits.py"
+
+
+rule fit_sbr_cutoff:
+    input:
+        sbr="results/sbr/{method}.tsv",
+        splits=rules.splits.output[0],
+    output:
+        cutoff="results/models/{method}/{setting}/split-{split}/cutoff.json",
+        predictions="results/models/{method}/{setting}/split-{split}/predictions.tsv",
+    wildcard_constraints:
+        method="sbr_aal|sbr_hv",
+    params:
+        development=DEV,
+        independent=[c for c, s in config["cohorts"].items() if s["role"] == "independent"],
+    log:
+        "logs/fit_sbr_cutoff/{method}_{setting}_{split}.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/fit_sbr_cutoff.py"

@@ -1,0 +1,39 @@
+"""Write data/{cohort}/cohort.tsv: the cohort contract for simulated and user cohorts alike."""
+
+import json
+
+import pandas as pd
+
+from datspect import cohort, runlog
+from datspect.tables import write_tsv
+
+log = runlog.to_file(snakemake.log[0])
+name = snakemake.wildcards.cohort
+images = snakemake.params.images
+
+if snakemake.params.source == "simulate":
+    rows = []
+    for path in snakemake.input:
+        with open(path, encoding="utf-8") as handle:
+            truth = json.load(handle)
+        sid = truth["subject_id"]
+        rows.append(
+            {
+                "subject_id": sid,
+                "image": images[sid],
+                "label": truth["label"],
+                "cohort": name,
+                "camera": truth["camera"],
+                "age": truth["age"],
+                "sex": truth["sex"],
+            }
+        )
+    sheet = pd.DataFrame(rows)
+else:
+    sheet = cohort.read_sheet(snakemake.input[0], name)
+    sheet = sheet.rename(columns={"image": "source_image"})
+    sheet.insert(1, "image", sheet["subject_id"].map(images))
+
+sheet = sheet.sort_values("subject_id").reset_index(drop=True)
+write_tsv(sheet, snakemake.output.sheet)
+log.info("%s: %d subjects, %s", name, len(sheet), sheet["label"].value_counts().to_dict())

@@ -1,0 +1,12 @@
+"""results/sbr/sbr.tsv: one row per image with every regional SBR (AAL and HV)."""
+
+from datspect import runlog
+from datspect.tables import read_tsv, write_tsv
+
+log = runlog.to_file(snakemake.log[0])
+keys = ["cohort", "subject_id", "image_setting", "label"]
+aal = read_tsv(snakemake.input.aal)
+hv = read_tsv(snakemake.input.hv).drop(columns=["reference_mean"], errors="ignore")
+table = aal.merge(hv, on=keys, how="outer", validate="one_to_one")
+write_tsv(table, snakemake.output[0])
+log.info("%d images", len(table))

@@ -1,0 +1,19 @@
+"""Summary over splits, paired tests across settings and methods, and results/summary.md."""
+
+from datspect import runlog
+from datspect.imageio import atomic_write_text
+from datspect.metrics import summarize
+from datspect.report import paired_table, summary_markdown
+from datspect.tables import read_tsv, write_tsv
+
+log = runlog.to_file(snakemake.log[0])
+per_split = read_tsv(snakemake.input.per_split)
+predictions = read_tsv(snakemake.input.predictions)
+splits = read_tsv(snakemake.input.splits)
+
+summary = summarize(per_split)
+paired = paired_table(per_split, predictions, splits)
+write_tsv(summary, snakemake.output.summary)
+write_tsv(paired, snakemake.output.paired)
+atomic_write_text(snakemake.output.markdown, summary_markdown(summary, paired))
+log.info("%d summary rows, %d comparisons", len(summary), len(paired))

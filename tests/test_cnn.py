@@ -1,0 +1,191 @@
+"""Tests of the CNN package on small synthetic slabs (fast, CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from datspect.cnn import (
+    DEFAULT_ARCH,
+    ImageDataset,
+    build_model,
+    count_parameters,
+    load_checkpoint,
+    make_input_spec,
+    predict,
+    save_checkpoint,
+    train_model,
+)
+from datspect.cnn.checkpoint import sidecar_path
+from datspect.cnn.data import load_items
+from datspect.errors import InputError
+
+SLAB = (109, 91)
+SMALL = {"downsample": 2, "channels": [8, 16], "dense_units": [16], "dropout_conv": 0.1}
+FAST = {"epochs": 2, "batch_size": 16, "patience": 5}
+
+
+def blob_slabs(n: int, seed: int, contrast: float = 1.0):
+    """Slabs with two putamen-like blobs; label 1 (reduced) has dimmer blobs.
+
+    ``contrast`` scales the normal-vs-reduced difference (0 = none).
+    """
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[: SLAB[0], : SLAB[1]]
+    y = np.arange(n) % 2
+    x = np.empty((n, *SLAB), np.float32)
+    for i in range(n):
+        peak = 3.0 - contrast * 1.5 * y[i] + rng.normal(0, 0.2)
+        img = np.ones(SLAB) + rng.normal(0, 0.1, SLAB)
+        for c in (33, 58):
+            r0, c0 = 64 + rng.normal(0, 1.5), c + rng.normal(0, 1.5)
+            img += peak * np.exp(-((rows - r0) ** 2 / 60 + (cols - c0) ** 2 / 20))
+        x[i] = img
+    return [(x[i], int(y[i])) for i in range(n)]
+
+
+def test_default_arch_has_about_the_studys_parameter_count():
+    n = count_parameters(build_model(DEFAULT_ARCH, SLAB))
+    assert 2_500_000 <= n <= 3_300_000
+
+
+@pytest.mark.parametrize("shape", [SLAB, (12, 40, 48)])
+def test_output_shapes_slab_and_box(shape):
+    model = build_model(SMALL, shape).eval()
+    out = model(torch.zeros(3, 1, *shape))
+    assert out.shape == (3, 2)
+    assert count_parameters(model) > 0
+
+
+def test_crop_and_bad_arch_are_checked():
+    model = build_model(dict(SMALL, crop=[[30, 94], [13, 77]]), SLAB).eval()
+    assert model(torch.zeros(2, 1, *SLAB)).shape == (2, 2)
+    with pytest.raises(InputError, match="crop"):
+        build_model(dict(SMALL, crop=[[30, 140], [13, 77]]), SLAB)
+    with pytest.raises(InputError, match="unknown key"):
+        build_model({"chanels": [8]}, SLAB)
+    with pytest.raises(InputError, match="too small"):
+        build_model(dict(SMALL, channels=[8] * 8), SLAB)
+
+
+def test_augmentation_is_seeded_and_order_independent():
+    x = np.random.default_rng(0).random((6, *SLAB), dtype=np.float32)
+    y = np.zeros(6, np.int64)
+    a = ImageDataset(x, y, augment={}, seed=3)
+    b = ImageDataset(x, y, augment={}, seed=3)
+    a.set_epoch(2)
+    b.set_epoch(2)
+    batch_a = torch.stack([s[0] for s in a.__getitems__([0, 1, 2, 3, 4, 5])])
+    batch_b = torch.stack([b[i][0] for i in (5, 4, 3, 2, 1, 0)][::-1])
+    assert torch.equal(batch_a, batch_b)
+    b.set_epoch(3)
+    assert not torch.equal(batch_a, torch.stack([b[i][0] for i in range(6)]))
+    plain = ImageDataset(x, y)
+    assert torch.equal(plain[1][0][0], torch.from_numpy(x[1]))
+
+
+def test_flip_only_augmentation_mirrors_left_right():
+    x = np.zeros((1, *SLAB), np.float32)
+    x[0, 60, 10] = 1.0
+    ds = ImageDataset(
+        x,
+        np.zeros(1, np.int64),
+        augment={"flip_lr": 1.0, "shift_vox": 0, "rotate_deg": 0, "intensity_scale": 0},
+    )
+    out = ds[0][0][0].numpy()
+    assert out[60, SLAB[1] - 1 - 10] == 1.0 and out.sum() == 1.0
+
+
+def test_same_seed_gives_identical_weights_and_other_seed_does_not():
+    train, val = blob_slabs(40, 1), blob_slabs(16, 2)
+
+    def weights(seed):
+        model, history, best = train_model(
+            train, val, arch=SMALL, train_cfg=FAST, seed=seed, threads=1, device="cpu", log=str
+        )
+        assert len(history) == 2 and best["epoch"] in (1, 2)
+        return model.state_dict()
+
+    w1, w2, w3 = weights(7), weights(7), weights(8)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert not all(torch.equal(w1[k], w3[k]) for k in w1)
+
+
+def test_checkpoint_round_trip_and_hash_check(tmp_path):
+    train, val = blob_slabs(32, 3), blob_slabs(12, 4)
+    model, history, best = train_model(
+        train, val, arch=SMALL, train_cfg=FAST, seed=0, threads=1, device="cpu", log=str
+    )
+    paths = []
+    for i, (x, _) in enumerate(val):
+        paths.append(tmp_path / f"slab{i}.npy")
+        np.save(paths[-1], x)
+    p_before = predict(model, paths, device="cpu")
+    weights = tmp_path / "model.pt"
+    spec = make_input_spec("slab", SLAB)
+    save_checkpoint(
+        model,
+        weights,
+        arch=SMALL,
+        input_spec=spec,
+        train_cfg=FAST,
+        seed=0,
+        metrics=best,
+        history=history,
+    )
+    meta = json.loads(sidecar_path(weights).read_text())
+    assert meta["input"]["shape"] == list(SLAB) and meta["n_parameters"] == count_parameters(model)
+    assert meta["arch"]["channels"] == SMALL["channels"] and meta["seed"] == 0
+    assert not list(tmp_path.glob("*.tmp"))
+
+    loaded, meta2 = load_checkpoint(weights)
+    assert meta2 == meta
+    np.testing.assert_array_equal(predict(loaded, val, device="cpu"), p_before)
+
+    raw = bytearray(weights.read_bytes())
+    raw[-10] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="model.pt"):
+        load_checkpoint(weights)
+
+
+def test_learns_bright_versus_dim_putamen():
+    train, val, test = blob_slabs(96, 10), blob_slabs(32, 11), blob_slabs(64, 12)
+    model, _, best = train_model(
+        train,
+        val,
+        arch=SMALL,
+        train_cfg={"epochs": 8, "batch_size": 16, "patience": 8, "lr": 3e-3},
+        seed=0,
+        threads=2,
+        device="cpu",
+        log=str,
+    )
+    labels = np.array([lab for _, lab in test])
+    acc = np.mean((predict(model, test, device="cpu") >= 0.5) == labels)
+    assert acc > 0.9, (acc, best)
+
+
+def test_bad_inputs_raise_input_error(tmp_path):
+    with pytest.raises(InputError, match="shape"):
+        load_items([(np.zeros(SLAB), 0), (np.zeros((10, 10)), 1)])
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.full(SLAB, np.nan, np.float32))
+    with pytest.raises(InputError, match="bad.npy"):
+        load_items([(bad, 0)])
+    with pytest.raises(InputError, match="both classes"):
+        train_model(
+            [(np.zeros(SLAB), 0)] * 4,
+            [(np.zeros(SLAB), 0)] * 2,
+            arch=SMALL,
+            train_cfg=FAST,
+            seed=0,
+            threads=1,
+            device="cpu",
+            log=str,
+        )
+    with pytest.raises(InputError, match="missing"):
+        load_checkpoint(tmp_path / "nothing.pt")
