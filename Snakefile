@@ -17,10 +17,11 @@ include: "rules/common.smk"
 include: "rules/cohort.smk"
 include: "rules/preprocess.smk"
 include: "rules/sbr.smk"
+include: "rules/cnn.smk"
 include: "rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

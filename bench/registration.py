@@ -35,6 +35,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from scipy import ndimage  # noqa: E402
 
 from datspect import anatomy, register, template  # noqa: E402
 
@@ -52,21 +53,22 @@ def phantom(rng: np.random.Generator, reduced: bool) -> tuple[nib.Nifti1Image, d
     """A native DAT-SPECT-like scan with a known pose.
 
     Anatomical activity (:func:`datspect.template.activity_map`; putamen binding 80-110 % when
-    healthy, 0-25 % when ``reduced``) plus a faint scalp shell, a random head pose (rotations
-    +-10 deg, shifts +-20 mm, head size +-5 % per axis), camera blur of 10-14 mm FWHM, a
+    healthy, 0-25 % when ``reduced``) with a scalp shell of 20-70 % uptake, a random head pose
+    (rotations +-10 deg, shifts +-20 mm, head size +-5 % per axis), camera blur of 10-14 mm FWHM, a
     128 x 128 x N grid of 3.3-4.8 mm voxels (x axis randomly flipped) and Poisson noise with
     striatal peaks of 200-400 counts.
     """
     sbr = rng.uniform(4.0, 7.0)
     put = rng.uniform(0.0, 0.25) if reduced else rng.uniform(0.8, 1.1)
-    act = template.activity_map(sbr, putamen_factor=put)
-    brain = anatomy.brain_mask()
-    from scipy import ndimage
-
-    head = ndimage.binary_dilation(brain, iterations=6) & ~ndimage.binary_dilation(
-        brain, iterations=2
+    # Scalp shell of random uptake at its own distance (4 mm gap, 10 mm thick), so that it
+    # differs from the template's shell.
+    act = template.activity_map(
+        sbr,
+        putamen_factor=put,
+        scalp_uptake=rng.uniform(0.2, 0.7),
+        scalp_gap_mm=4.0,
+        scalp_thickness_mm=10.0,
     )
-    act = act + 0.25 * head
     fwhm = rng.uniform(10.0, 14.0)
     act = template.blur(act, fwhm)
 
@@ -91,14 +93,20 @@ def phantom(rng: np.random.Generator, reduced: bool) -> tuple[nib.Nifti1Image, d
     return img, truth
 
 
-def simulated_or_phantom(i: int, reduced: bool, seed: int):
-    """Use the project's simulator when present (it models the physics in full)."""
-    try:
-        from datspect.simulate import simulate_subject
-    except ImportError:
-        return phantom(np.random.default_rng([seed, i]), reduced), "bench.phantom"
-    label = 1 if reduced else 0
-    return simulate_subject(f"bench{i:03d}", label, "ppmi", None, seed + i), "datspect.simulate"
+def make_scan(i: int, source: str, seed: int):
+    """Scan ``i`` of the benchmark: labels alternate, and so do the two simulated cameras."""
+    reduced = i % 2 == 1
+    if source == "phantom":
+        img, truth = phantom(np.random.default_rng([seed, i]), reduced)
+        return img, truth, "phantom"
+    from datspect.simulate import DEFAULT_COHORTS, DEFAULT_PHYSICS, simulate_subject
+
+    cohort = ("ppmi", "clinical")[(i // 2) % 2]
+    img, truth = simulate_subject(
+        f"bench{i:03d}", int(reduced), DEFAULT_COHORTS[cohort], DEFAULT_PHYSICS, seed
+    )
+    truth = {**truth, "native_from_mni": np.asarray(truth["native_from_mni"], dtype=float)}
+    return img, truth, cohort
 
 
 def run_sitk(path: Path, tmpl: nib.Nifti1Image, out: Path, sampling: float, seed: int):
@@ -166,6 +174,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=40, help="scans (half healthy, half PD-like)")
     ap.add_argument("--seed", type=int, default=20240601)
+    ap.add_argument(
+        "--source",
+        choices=("auto", "simulate", "phantom"),
+        default="auto",
+        help="datspect.simulate (both cameras) when importable, else the bench phantom",
+    )
     ap.add_argument("--min-correlation", type=float, default=0.8)
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     args = ap.parse_args(argv)
@@ -184,20 +198,27 @@ def main(argv=None) -> int:
     tmpl_path = work / "template.nii.gz"
     nib.save(tmpl, tmpl_path)
 
+    source = args.source
+    if source == "auto":
+        try:
+            import datspect.simulate  # noqa: F401
+
+            source = "simulate"
+        except ImportError:
+            source = "phantom"
     cases = []
     for i in range(args.n):
-        reduced = i % 2 == 1
-        (img, truth), source = simulated_or_phantom(i, reduced, args.seed)
+        img, truth, cohort = make_scan(i, source, args.seed)
         path = work / f"native_{i:03d}.nii.gz"
         nib.save(img, path)
         true_mni = register.resample_to_mni(img, truth["native_from_mni"])
-        cases.append((i, reduced, path, truth, register.striatum_dice(true_mni)))
+        cases.append((i, cohort, i % 2, path, truth, register.striatum_dice(true_mni)))
     print(f"{args.n} scans from {source}", file=sys.stderr)
 
     records = []
     ants_cache: dict = {}
     for name, spec in methods(ants_available):
-        for i, reduced, path, truth, dice_true in cases:
+        for i, cohort, label, path, truth, dice_true in cases:
             out = work / f"{name}_{i:03d}.nii.gz"
             t0 = time.perf_counter()
             if spec["lib"] == "sitk":
@@ -211,7 +232,8 @@ def main(argv=None) -> int:
                 {
                     "method": name,
                     "scan": i,
-                    "label": int(reduced),
+                    "cohort": cohort,
+                    "label": label,
                     "seconds": seconds,
                     "centroid_error_mm": register.striatal_centroid_error(
                         est, truth["native_from_mni"]

@@ -55,12 +55,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20260101)
     ap.add_argument("--fwhm", type=float, default=18.0)
     ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--out", help="optional TSV of the per-subject values")
     args = ap.parse_args()
 
     cohort = simulate.DEFAULT_COHORTS[args.cohort]
-    design = simulate.cohort_design(
-        args.cohort, cohort["n_normal"], cohort["n_reduced"], args.seed
-    )
+    design = simulate.cohort_design(args.cohort, cohort["n_normal"], cohort["n_reduced"], args.seed)
     if args.n:
         design = design[: args.n]
     jobs = [(s, lab, cohort, simulate.DEFAULT_PHYSICS, args.seed, args.fwhm) for s, lab in design]
@@ -71,6 +70,13 @@ def main() -> None:
     labels = np.array([r[0] for r in rows])
     patterns = np.array([r[1] for r in rows])
     true, orig, smo = (np.array([r[i] for r in rows]) for i in (2, 3, 4))
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(
+                "subject_id\tlabel\tpattern\tsbr_true_min\tputamen_original\tputamen_smoothed\n"
+            )
+            for (sid, _), r in zip(design, rows, strict=True):
+                fh.write(f"{sid}\t" + "\t".join(str(v) for v in r) + "\n")
 
     def describe(x):
         q = np.percentile(x, [5, 50, 95])
@@ -81,8 +87,10 @@ def main() -> None:
             print(f"{name:9s} label {lab}: {describe(x[labels == lab])}")
     for pat in np.unique(patterns):
         sel = patterns == pat
-        print(f"pattern {pat:16s} n={sel.sum():4d} original {orig[sel].mean():.2f} "
-              f"smoothed {smo[sel].mean():.2f} true {true[sel].mean():.2f}")
+        print(
+            f"pattern {pat:16s} n={sel.sum():4d} original {orig[sel].mean():.2f} "
+            f"smoothed {smo[sel].mean():.2f} true {true[sel].mean():.2f}"
+        )
     for name, x, y in (
         ("original", orig, labels),
         ("smoothed", smo, labels),

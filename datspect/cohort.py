@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 
 from datspect.errors import InputError
+from datspect.splits import min_per_stratum
 
 REQUIRED_COLUMNS = ("subject_id", "image", "label", "cohort")
 OPTIONAL_COLUMNS = ("site", "camera", "age", "sex", "group")
@@ -122,13 +122,9 @@ def read_sheet(path: str | Path, cohort: str, *, check_images: bool = True) -> p
 
 
 def check_split_feasible(labels, fractions, where: str) -> None:
-    """Raise :class:`InputError` unless each class can put a subject in every split part.
-
-    A fraction f needs about 1/f subjects per class before rounding gives it one; three parts
-    need at least three.
-    """
+    """Raise :class:`InputError` unless each class can put a subject in every split part."""
+    needed = min_per_stratum(fractions)
     for label, n in pd.Series(list(labels)).value_counts().items():
-        needed = max(math.ceil(1 / min(fractions)), 3)
         if n < needed:
             name = "normal (0)" if label == 0 else "reduced (1)"
             raise InputError(

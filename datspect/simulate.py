@@ -37,9 +37,10 @@ from datspect.errors import InputError
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _TRUNCATE = 3.0  # Gaussian kernels are cut at 3 sigma (0.3 % of the mass; numerics only)
 _MNI_VOXEL_MM = 2.0
-PATTERNS_NORMAL = ("normal", "borderline")
 PATTERNS_ATYPICAL = ("symmetric", "caudate_dominant")
-PATTERNS_REDUCED = ("typical", *PATTERNS_ATYPICAL)
+#: Patterns of the truth: normal scans are ``normal`` or ``borderline``, reduced scans
+#: ``typical`` or atypical.
+PATTERNS = ("normal", "borderline", "typical", *PATTERNS_ATYPICAL)
 TRUTH_REGIONS = ("putamen_l", "putamen_r", "caudate_l", "caudate_r")
 
 #: Shared physics of the embedded synthetic cohorts.  Concentrations are relative to grey
@@ -62,12 +63,12 @@ DEFAULT_PHYSICS = {
         "age_ref": 60.0,  # age (years) of the reference levels
         "age_decline_per_decade": 0.065,  # relative loss of binding per decade of age
         "female_factor": 1.05,  # binding of women relative to men
-        "subject_cv": 0.15,  # between-subject log-SD of all striatal binding
+        "subject_cv": 0.12,  # between-subject log-SD of all striatal binding
         "region_cv": 0.07,  # log-SD of caudate relative to putamen
         "side_cv": 0.05,  # log-SD of left/right differences per region
     },
     "disease": {
-        "severity_beta": [3.5, 1.5],  # reduced scans: severity ~ Beta(a, b) on (0, 1)
+        "severity_beta": [4.0, 1.5],  # reduced scans: severity ~ Beta(a, b) on (0, 1)
         "max_loss": 0.95,  # at most this fraction of a region's binding is lost
         "borderline_factor": [0.55, 0.8],  # borderline normals: binding times U(lo, hi)
         # Relative frequency of the atypical patterns among atypical reduced scans.
@@ -457,8 +458,6 @@ def draw_pose(rng: np.random.Generator, pose: dict, head_offset_mm) -> dict:
     rot = rng.uniform(-1.0, 1.0, 3) * _vec(pose, "rotation_deg", where, 3, lo=0.0)
     shift = rng.uniform(-1.0, 1.0, 3) * _vec(pose, "translation_mm", where, 3, lo=0.0)
     scale = float(rng.uniform(*_range(pose, "scale", where, 0.5, 2.0)))
-    if scale <= 0:
-        raise InputError(f"{where}.scale must be positive")
     m = np.eye(4)
     m[:3, :3] = scale * rotation_matrix(rot)
     m[:3, 3] = np.asarray(head_offset_mm, dtype=float) + shift

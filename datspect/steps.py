@@ -24,6 +24,12 @@ def _write_json(path, data) -> None:
     imageio.atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
+def touch(path) -> str:
+    """A no-op step that writes an empty file (bench/job_overhead.py measures the pool with it)."""
+    imageio.atomic_write_text(path, "")
+    return path
+
+
 def simulate(subject_id, label, cohort, physics, seed, image_out, truth_out) -> str:
     img, truth = simulator.simulate_subject(subject_id, int(label), cohort, physics, int(seed))
     imageio.save_nifti(img, image_out, dtype=img.get_data_dtype())
@@ -113,13 +119,16 @@ def sbr_aal(images, cohort, subject_id, reference, combine, out) -> str:
     return f"putamen SBR {[round(r['putamen'], 3) for r in rows]}"
 
 
-def sbr_hv(images, cohort, subject_id, reference, combine, volume_ml, margin_mm, out) -> str:
+def sbr_hv(
+    images, cohort, subject_id, reference, combine, volume_ml, margin_mm, exclude_caudate, out
+) -> str:
     rows = []
     for setting, path in sorted(images.items()):
         values = sbr.hv_sbr(
             _load_mni(path),
             volume_ml=volume_ml,
             margin_mm=margin_mm,
+            exclude_caudate=exclude_caudate,
             reference=reference,
             combine=combine,
             name=path,
@@ -131,13 +140,18 @@ def sbr_hv(images, cohort, subject_id, reference, combine, volume_ml, margin_mm,
     return f"HV putamen SBR {[round(r['hv_putamen'], 3) for r in rows]}"
 
 
-def slabs(images, n_slices, reference, out) -> str:
-    """The CNN inputs of one subject: one 2D slab per image setting, in one .npz."""
-    arrays = {
-        setting: slab.make_slab(_load_mni(path), n_slices, reference, name=path)
-        for setting, path in sorted(images.items())
-    }
+def cnn_input(images, kind, n_slices, box_margin_mm, reference, out) -> str:
+    """The CNN inputs of one subject: a 2D slab or a 3D striatal box per image setting."""
+    arrays = {}
+    for setting, path in sorted(images.items()):
+        volume = _load_mni(path)
+        if kind == "slab":
+            arrays[setting] = slab.make_slab(volume, n_slices, reference, name=path)
+        else:
+            arrays[setting] = slab.striatal_box(
+                volume, margin_mm=box_margin_mm, reference=reference, name=path
+            )
     with imageio.atomic_output(out) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
-    return f"slabs {sorted(arrays)} of shape {next(iter(arrays.values())).shape}"
+    return f"{kind} inputs {sorted(arrays)} of shape {next(iter(arrays.values())).shape}"

@@ -1,29 +1,21 @@
 # Scans in: the embedded simulator or the user's sheet, both written as NIfTI under data/.
 
 
-def simulation_physics(cohort):
-    """Shared physics with only this cohort's camera, so editing one camera reruns one cohort."""
-    physics = {k: v for k, v in config["simulation"].items() if k != "cameras"}
-    camera = config["cohorts"][cohort]["simulate"]["camera"]
-    physics["cameras"] = {camera: config["simulation"]["cameras"][camera]}
-    return physics
-
-
 rule simulate_subject:
     output:
         image="data/{cohort}/simulated/{subject}.nii.gz",
         truth="data/{cohort}/truth/{subject}.json",
-    params:
-        label=lambda w: COHORTS[w.cohort][w.subject]["label"],
-        cohort=lambda w: config["cohorts"][w.cohort]["simulate"],
-        physics=lambda w: simulation_physics(w.cohort),
-        seed=lambda w: derive_seed(SEED, "simulate", w.cohort, w.subject),
     log:
         "logs/simulate_subject/{cohort}/{subject}.log",
     threads: 1
     resources:
         mem_mb=800,
         runtime=5,
+    params:
+        label=lambda w: COHORTS[w.cohort][w.subject]["label"],
+        cohort=lambda w: config["cohorts"][w.cohort]["simulate"],
+        physics=lambda w: simulation_physics(w.cohort),
+        seed=lambda w: derive_seed(SEED, "simulate", w.cohort, w.subject),
     run:
         run_step(
             "simulate",
@@ -53,25 +45,20 @@ rule ingest_scan:
         run_step("ingest", log[0], source=input[0], out=output[0])
 
 
-def cohort_sheet_inputs(wildcards):
-    spec = config["cohorts"][wildcards.cohort]
-    if spec["source"] == "simulate":
-        return per_subject("data/{cohort}/truth/{subject}.json", wildcards.cohort)
-    return [spec["sheet"]]
-
-
 rule cohort_sheet:
     input:
         cohort_sheet_inputs,
     output:
         sheet="data/{cohort}/cohort.tsv",
-    params:
-        source=lambda w: config["cohorts"][w.cohort]["source"],
-        images=lambda w: {s: native_image_path(w.cohort, s) for s in subjects(w.cohort)},
     log:
         "logs/cohort_sheet/{cohort}.log",
+    conda:
+        "../envs/datspect.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        source=lambda w: config["cohorts"][w.cohort]["source"],
+        images=lambda w: {s: native_image_path(w.cohort, s) for s in subjects(w.cohort)},
     script:
         "../scripts/cohort_sheet.py"

@@ -85,3 +85,67 @@ def run_step(step, log, **kwargs):
         in_pool=workflow.is_main_process,
         workers=max(1, workflow.cores or 1),
     )
+
+
+def simulation_physics(cohort):
+    """Shared physics with only this cohort's camera, so editing one camera reruns one cohort."""
+    physics = {k: v for k, v in config["simulation"].items() if k != "cameras"}
+    camera = config["cohorts"][cohort]["simulate"]["camera"]
+    physics["cameras"] = {camera: config["simulation"]["cameras"][camera]}
+    return physics
+
+
+def cohort_sheet_inputs(wildcards):
+    spec = config["cohorts"][wildcards.cohort]
+    if spec["source"] == "simulate":
+        return per_subject("data/{cohort}/truth/{subject}.json", wildcards.cohort)
+    return [spec["sheet"]]
+
+
+def truth_files(cohort):
+    if config["cohorts"][cohort]["source"] != "simulate":
+        return []
+    return per_subject("data/{cohort}/truth/{subject}.json", cohort)
+
+
+def mni_images(wildcards):
+    return {
+        s: f"preprocessed/{wildcards.cohort}/{wildcards.subject}/{s}_mni.nii.gz"
+        for s in IMAGE_SETTINGS
+    }
+
+
+def model_predictions(wildcards=None):
+    return expand(
+        "results/models/{method}/{setting}/split-{split}/predictions.tsv",
+        method=METHODS,
+        setting=SETTINGS,
+        split=SPLITS,
+    )
+
+
+def all_targets():
+    return [
+        "results/metrics/summary.tsv",
+        "results/metrics/paired_tests.tsv",
+        "results/summary.md",
+        "results/sbr/sbr.tsv",
+        "results/qc/normalization.tsv",
+        expand("data/{cohort}/cohort.tsv", cohort=list(COHORTS)),
+    ]
+
+
+def independent_cohorts():
+    return [c for c, s in config["cohorts"].items() if s["role"] == "independent"]
+
+
+def independent_sheets(setting):
+    """Independent cohorts are scored by the mixed-setting models only."""
+    if setting != "mixed":
+        return []
+    return [f"data/{c}/cohort.tsv" for c in independent_cohorts()]
+
+
+def cnn_inputs(wildcards):
+    cohorts = [DEV] + (independent_cohorts() if wildcards.setting == "mixed" else [])
+    return [f"features/{c}/{s}/cnn_input.npz" for c in cohorts for s in subjects(c)]

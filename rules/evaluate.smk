@@ -1,15 +1,6 @@
 # Metrics per (cohort, method, setting, split), summaries, paired tests and the summary page.
 
 
-def model_predictions(wildcards=None):
-    return expand(
-        "results/models/{method}/{setting}/split-{split}/predictions.tsv",
-        method=METHODS,
-        setting=SETTINGS,
-        split=SPLITS,
-    )
-
-
 rule metrics:
     input:
         model_predictions,
@@ -18,6 +9,8 @@ rule metrics:
         predictions="results/metrics/predictions.tsv",
     log:
         "logs/metrics/metrics.log",
+    conda:
+        "../envs/datspect.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
@@ -34,23 +27,14 @@ rule summarize:
         summary="results/metrics/summary.tsv",
         paired="results/metrics/paired_tests.tsv",
         markdown="results/summary.md",
-    params:
-        fractions=[config["splits"][p] for p in ("train", "val", "test")],
     log:
         "logs/summarize/summarize.log",
+    conda:
+        "../envs/datspect.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        fractions=[config["splits"][p] for p in ("train", "val", "test")],
     script:
         "../scripts/summarize.py"
-
-
-def all_targets():
-    return [
-        "results/metrics/summary.tsv",
-        "results/metrics/paired_tests.tsv",
-        "results/summary.md",
-        "results/sbr/sbr.tsv",
-        "results/qc/normalization.tsv",
-        expand("data/{cohort}/cohort.tsv", cohort=list(COHORTS)),
-    ]

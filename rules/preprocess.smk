@@ -7,15 +7,15 @@ PRE = config["preprocess"]
 rule template:
     output:
         "resources/template.nii.gz",
-    params:
-        path=PRE["template"],
-        fwhm_mm=PRE["template_fwhm_mm"],
-        striatal_sbr=PRE["template_striatal_sbr"],
     log:
         "logs/template/template.log",
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        path=PRE["template"],
+        fwhm_mm=PRE["template_fwhm_mm"],
+        striatal_sbr=PRE["template_striatal_sbr"],
     run:
         run_step(
             "template_image",
@@ -32,16 +32,18 @@ rule smooth:
         native_image,
     output:
         "preprocessed/{cohort}/{subject}/smoothed_native.nii.gz",
-    params:
-        fwhm_mm=PRE["smooth_fwhm_mm"],
     log:
         "logs/smooth/{cohort}/{subject}.log",
     threads: 1
     resources:
         mem_mb=800,
         runtime=5,
+    params:
+        fwhm_mm=PRE["smooth_fwhm_mm"],
     run:
-        run_step("smooth", log[0], image=input[0], fwhm_mm=params.fwhm_mm, out=output[0])
+        run_step(
+            "smooth", log[0], image=input[0], fwhm_mm=params.fwhm_mm, out=output[0]
+        )
 
 
 rule normalize:
@@ -54,16 +56,16 @@ rule normalize:
         smoothed="preprocessed/{cohort}/{subject}/smoothed_mni.nii.gz",
         transform="preprocessed/{cohort}/{subject}/native_from_mni.txt",
         qc="preprocessed/{cohort}/{subject}/qc.json",
-    params:
-        registration=PRE["registration"],
-        min_correlation=PRE["qc_min_correlation"],
-        seed=lambda w: derive_seed(SEED, "normalize", w.cohort, w.subject),
     log:
         "logs/normalize/{cohort}/{subject}.log",
     threads: 1
     resources:
         mem_mb=1500,
         runtime=10,
+    params:
+        registration=PRE["registration"],
+        min_correlation=PRE["qc_min_correlation"],
+        seed=lambda w: derive_seed(SEED, "normalize", w.cohort, w.subject),
     run:
         run_step(
             "normalize",
@@ -82,12 +84,6 @@ rule normalize:
         )
 
 
-def truth_files(cohort):
-    if config["cohorts"][cohort]["source"] != "simulate":
-        return []
-    return per_subject("data/{cohort}/truth/{subject}.json", cohort)
-
-
 rule normalization_qc:
     input:
         qc=lambda w: per_subject("preprocessed/{cohort}/{subject}/qc.json", w.cohort),
@@ -97,13 +93,15 @@ rule normalization_qc:
         truth=lambda w: truth_files(w.cohort),
     output:
         "results/qc/normalization_{cohort}.tsv",
-    params:
-        max_centroid_error_mm=4.0,
     log:
         "logs/normalization_qc/{cohort}.log",
+    conda:
+        "../envs/datspect.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        max_centroid_error_mm=4.0,
     script:
         "../scripts/normalization_qc.py"
 
@@ -115,6 +113,8 @@ rule normalization_qc_all:
         "results/qc/normalization.tsv",
     log:
         "logs/normalization_qc_all/all.log",
+    conda:
+        "../envs/datspect.yaml"
     resources:
         mem_mb=1000,
         runtime=5,

@@ -4,27 +4,20 @@
 SBR = config["sbr"]
 
 
-def mni_images(wildcards):
-    return {
-        s: f"preprocessed/{wildcards.cohort}/{wildcards.subject}/{s}_mni.nii.gz"
-        for s in IMAGE_SETTINGS
-    }
-
-
 rule sbr_aal:
     input:
         unpack(mni_images),
     output:
         "features/{cohort}/{subject}/sbr_aal.tsv",
-    params:
-        reference=SBR["reference"],
-        combine=SBR["combine"],
     log:
         "logs/sbr_aal/{cohort}/{subject}.log",
     threads: 1
     resources:
         mem_mb=800,
         runtime=5,
+    params:
+        reference=SBR["reference"],
+        combine=SBR["combine"],
     run:
         run_step(
             "sbr_aal",
@@ -43,17 +36,18 @@ rule sbr_hv:
         unpack(mni_images),
     output:
         "features/{cohort}/{subject}/sbr_hv.tsv",
-    params:
-        reference=SBR["reference"],
-        combine=SBR["combine"],
-        volume_ml=SBR["hv_volume_ml"],
-        margin_mm=SBR["hv_margin_mm"],
     log:
         "logs/sbr_hv/{cohort}/{subject}.log",
     threads: 1
     resources:
         mem_mb=800,
         runtime=5,
+    params:
+        reference=SBR["reference"],
+        combine=SBR["combine"],
+        volume_ml=SBR["hv_volume_ml"],
+        margin_mm=SBR["hv_margin_mm"],
+        exclude_caudate=SBR["hv_exclude_caudate"],
     run:
         run_step(
             "sbr_hv",
@@ -65,6 +59,7 @@ rule sbr_hv:
             combine=params.combine,
             volume_ml=params.volume_ml,
             margin_mm=params.margin_mm,
+            exclude_caudate=params.exclude_caudate,
             out=output[0],
         )
 
@@ -77,10 +72,12 @@ rule sbr_method_table:
         sheets=expand("data/{cohort}/cohort.tsv", cohort=list(COHORTS)),
     output:
         "results/sbr/{method}.tsv",
-    wildcard_constraints:
-        method="sbr_aal|sbr_hv",
     log:
         "logs/sbr_method_table/{method}.log",
+    wildcard_constraints:
+        method="sbr_aal|sbr_hv",
+    conda:
+        "../envs/datspect.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
@@ -96,6 +93,8 @@ rule sbr_table:
         "results/sbr/sbr.tsv",
     log:
         "logs/sbr_table/sbr.log",
+    conda:
+        "../envs/datspect.yaml"
     resources:
         mem_mb=2000,
         runtime=5,
@@ -108,15 +107,17 @@ rule splits:
         sheet=f"data/{DEV}/cohort.tsv",
     output:
         "results/splits/splits.tsv",
+    log:
+        "logs/splits/splits.log",
+    conda:
+        "../envs/datspect.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         n_splits=config["splits"]["n_splits"],
         fractions=[config["splits"][p] for p in ("train", "val", "test")],
         seed=derive_seed(SEED, "splits"),
-    log:
-        "logs/splits/splits.log",
-    resources:
-        mem_mb=1000,
-        runtime=5,
     script:
         "../scripts/make_splits.py"
 
@@ -128,15 +129,19 @@ rule fit_sbr_cutoff:
     output:
         cutoff="results/models/{method}/{setting}/split-{split}/cutoff.json",
         predictions="results/models/{method}/{setting}/split-{split}/predictions.tsv",
-    wildcard_constraints:
-        method="sbr_aal|sbr_hv",
-    params:
-        development=DEV,
-        independent=[c for c, s in config["cohorts"].items() if s["role"] == "independent"],
     log:
         "logs/fit_sbr_cutoff/{method}_{setting}_{split}.log",
+    wildcard_constraints:
+        method="sbr_aal|sbr_hv",
+    conda:
+        "../envs/datspect.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        development=DEV,
+        independent=[
+            c for c, s in config["cohorts"].items() if s["role"] == "independent"
+        ],
     script:
         "../scripts/fit_sbr_cutoff.py"

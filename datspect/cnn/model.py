@@ -83,7 +83,9 @@ def resolve_arch(arch: dict | None) -> dict:
         if not isinstance(out[key], int) or out[key] < 1:
             raise InputError(f"cnn.arch.{key} must be a positive integer, not {out[key]!r}")
     if out["kernel_size"] % 2 == 0:
-        raise InputError(f"cnn.arch.kernel_size must be odd (same padding), not {out['kernel_size']}")
+        raise InputError(
+            f"cnn.arch.kernel_size must be odd (same padding), not {out['kernel_size']}"
+        )
     if out["n_classes"] < 2:
         raise InputError("cnn.arch.n_classes must be at least 2")
     for key in ("dropout_conv", "dropout_dense"):

@@ -195,7 +195,11 @@ def train_model(
         if cfg["balance"] == "class_weights":
             class_weights = (len(y_tr) / (2.0 * counts)).tolist()
         train_loader = DataLoader(
-            train_ds, batch_size=cfg["batch_size"], shuffle=True, generator=loader_gen, num_workers=0
+            train_ds,
+            batch_size=cfg["batch_size"],
+            shuffle=True,
+            generator=loader_gen,
+            num_workers=0,
         )
     val_loader = DataLoader(val_ds, batch_size=max(cfg["batch_size"], 128), num_workers=0)
     # validation uses the training objective, so selection measures what was optimised

@@ -1,0 +1,86 @@
+"""Per-job overhead of Snakemake rules on this machine: why per-image rules use a warm pool.
+
+Runs a throw-away workflow of N trivial per-image jobs three ways with `--cores 2` and reports
+the wall time per job (median of several repeats):
+  script  - a `script:` job importing numpy, scipy.ndimage, nibabel, SimpleITK (a new Python
+            process per job, as a thin Snakemake script would);
+  pool    - a `run:` job handing the same trivial step to datspect.jobpool's warm processes
+            (what the workflow's per-image rules do locally);
+  shell   - a `shell:` echo (the floor: Snakemake's own scheduling).
+Usage: .venv/bin/python bench/job_overhead.py [--jobs 60] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SNAKEFILE = """
+import datspect.jobpool as jobpool
+N = range({jobs})
+rule all:
+    input: expand("{{kind}}/{{i}}.txt", kind=["{kind}"], i=N)
+rule script:
+    output: "script/{{i}}.txt"
+    script: "step.py"
+rule pool:
+    output: "pool/{{i}}.txt"
+    run:
+        jobpool.run("touch", {{"path": output[0]}}, "", in_pool=workflow.is_main_process,
+                    workers=workflow.cores)
+rule shell:
+    output: "shell/{{i}}.txt"
+    shell: "echo x > {{output}}"
+"""
+
+STEP = """
+import numpy, scipy.ndimage, nibabel, SimpleITK
+open(snakemake.output[0], "w").write("x")
+"""
+
+
+def run_once(kind: str, jobs: int) -> float:
+    folder = Path(tempfile.mkdtemp(prefix=f"overhead-{kind}-"))
+    try:
+        (folder / "Snakefile").write_text(SNAKEFILE.format(jobs=jobs, kind=kind))
+        (folder / "step.py").write_text(STEP)
+        cmd = [str(Path(sys.executable).with_name("snakemake")), "--cores", "2", "--quiet"]
+        cmd += ["--force-use-threads", "--workflow-profile", "none"]
+        start = time.perf_counter()
+        subprocess.run(cmd, cwd=folder, check=True, capture_output=True)
+        return time.perf_counter() - start
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
+    base = statistics.median(run_once("shell", 1) for _ in range(args.repeats))
+    print(f"start-up of an empty workflow: {base:.2f} s")
+    for kind in ("shell", "pool", "script"):
+        times = [run_once(kind, args.jobs) for _ in range(args.repeats)]
+        per_job = (statistics.median(times) - base) / args.jobs
+        print(
+            f"{kind:7s} {per_job * 1000:7.0f} ms wall per job  (runs: "
+            + ", ".join(f"{t:.1f}" for t in times)
+            + " s)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""One CNN model of the experiment: train on a split's training part, select on its validation
+part, score its test part (and, for the mixed setting, every scan of the independent cohorts).
+
+Inputs are the per-subject ``.npz`` files of the ``cnn_input`` rule, holding one array per image
+setting (``original``, ``smoothed``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from datspect.cnn.checkpoint import save_checkpoint
+from datspect.cnn.data import make_input_spec
+from datspect.cnn.train import predict, train_model
+from datspect.errors import InputError
+from datspect.evaluation import IMAGES_OF_SETTING, INDEPENDENT_IMAGES
+
+PARTS = ("train", "val", "test")
+
+
+def load_inputs(paths) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """``{(cohort, subject): {image_setting: array}}`` from ``.../{cohort}/{subject}/x.npz``."""
+    inputs = {}
+    for path in map(Path, paths):
+        with np.load(path) as data:
+            inputs[(path.parent.parent.name, path.parent.name)] = {k: data[k] for k in data}
+    return inputs
+
+
+def _rows(sheet: pd.DataFrame, subjects, image_settings, inputs) -> list[dict]:
+    labels = dict(zip(sheet["subject_id"], sheet["label"], strict=True))
+    cohort = str(sheet["cohort"].iloc[0])
+    rows = []
+    for subject in sorted(subjects):
+        for setting in image_settings:
+            array = inputs[(cohort, subject)][setting]
+            rows.append(
+                {
+                    "cohort": cohort,
+                    "subject_id": subject,
+                    "image_setting": setting,
+                    "label": int(labels[subject]),
+                    "array": array,
+                }
+            )
+    return rows
+
+
+def split_parts(splits: pd.DataFrame, split: int) -> dict[str, set[str]]:
+    """Subjects per part of one split; raises if a subject is in two parts (leakage)."""
+    this = splits[splits["split"] == split]
+    parts = {p: set(this.loc[this["part"] == p, "subject_id"]) for p in PARTS}
+    for i, a in enumerate(PARTS):
+        for b in PARTS[i + 1 :]:
+            if parts[a] & parts[b]:
+                raise InputError(f"split {split}: subjects in both {a} and {b}: leakage")
+    return parts
+
+
+def run(
+    *,
+    dev_sheet: pd.DataFrame,
+    independent_sheets: list[pd.DataFrame],
+    inputs: dict,
+    splits: pd.DataFrame,
+    setting: str,
+    split: int,
+    input_kind: str,
+    arch: dict,
+    train_cfg: dict,
+    seed: int,
+    threads: int,
+    device: str,
+    weights_out,
+    log,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Train, select and score one (setting, split) model; save its checkpoint.
+
+    Returns the predictions table, the per-epoch history and the selected epoch's summary.
+    """
+    parts = split_parts(splits, split)
+    images = IMAGES_OF_SETTING[setting]
+    data = {p: _rows(dev_sheet, parts[p], images, inputs) for p in PARTS}
+    items = {p: [(r["array"], r["label"]) for r in data[p]] for p in PARTS}
+    log(
+        f"setting {setting}, split {split}: "
+        + ", ".join(f"{p} {len(data[p])} images" for p in PARTS)
+    )
+    model, history, best = train_model(
+        items["train"],
+        items["val"],
+        arch=arch,
+        train_cfg=train_cfg,
+        seed=seed,
+        threads=threads,
+        device=device,
+        log=log,
+    )
+    scored = list(data["test"])
+    if setting == "mixed":
+        for sheet in independent_sheets:
+            scored += _rows(sheet, sheet["subject_id"], INDEPENDENT_IMAGES, inputs)
+    p_reduced = predict(model, [r["array"] for r in scored], device=device)
+    predictions = pd.DataFrame([{k: v for k, v in r.items() if k != "array"} for r in scored])
+    predictions = predictions.assign(
+        score=p_reduced,
+        score_reduced=p_reduced,
+        prediction=(p_reduced >= 0.5).astype(int),
+        method="cnn",
+        setting=setting,
+        split=split,
+    )
+    shape = next(iter(items["train"]))[0].shape
+    save_checkpoint(
+        model,
+        weights_out,
+        arch=arch,
+        input_spec=make_input_spec(input_kind, shape),
+        train_cfg=train_cfg,
+        seed=seed,
+        metrics=best,
+        history=history,
+    )
+    return predictions, pd.DataFrame(history), best

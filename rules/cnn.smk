@@ -1,0 +1,62 @@
+# CNN input per image (2D slab or 3D striatal box), then one model per (setting, split).
+
+CNN = config["cnn"]
+
+
+rule cnn_input:
+    input:
+        unpack(mni_images),
+    output:
+        "features/{cohort}/{subject}/cnn_input.npz",
+    log:
+        "logs/cnn_input/{cohort}/{subject}.log",
+    threads: 1
+    resources:
+        mem_mb=800,
+        runtime=5,
+    params:
+        kind=CNN["input"],
+        n_slices=config["slab"]["n_slices"],
+        box_margin_mm=config["slab"]["box_margin_mm"],
+        reference=config["sbr"]["reference"],
+    run:
+        run_step(
+            "cnn_input",
+            log[0],
+            images=dict(input.items()),
+            kind=params.kind,
+            n_slices=params.n_slices,
+            box_margin_mm=params.box_margin_mm,
+            reference=params.reference,
+            out=output[0],
+        )
+
+
+rule train_cnn:
+    input:
+        inputs=cnn_inputs,
+        dev_sheet=f"data/{DEV}/cohort.tsv",
+        independent_sheets=lambda w: independent_sheets(w.setting),
+        splits=rules.splits.output[0],
+    output:
+        weights="results/models/cnn/{setting}/split-{split}/model.pt",
+        sidecar="results/models/cnn/{setting}/split-{split}/model.json",
+        history="results/models/cnn/{setting}/split-{split}/history.tsv",
+        predictions="results/models/cnn/{setting}/split-{split}/predictions.tsv",
+    log:
+        "logs/train_cnn/{setting}_{split}.log",
+    conda:
+        "../envs/datspect.yaml"
+    threads: CNN["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1 if CNN["device"] == "cuda" else 0,
+    params:
+        input_kind=CNN["input"],
+        arch=CNN["arch"],
+        train=CNN["train"],
+        device=CNN["device"],
+        seed=lambda w: derive_seed(SEED, "cnn", w.setting, w.split),
+    script:
+        "../scripts/train_cnn.py"

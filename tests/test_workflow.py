@@ -1,0 +1,102 @@
+"""The workflow as users run it: lint, formatting, planning at study scale, a small run."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO, snakemake
+
+BIN = Path(sys.executable).parent
+
+CONTRACT = {
+    "results/metrics/per_split.tsv": [
+        "cohort", "method", "setting", "split", "n", "accuracy", "sensitivity",
+        "specificity", "balanced_accuracy", "auc", "cutoff",
+    ],
+    "results/metrics/summary.tsv": [
+        "cohort", "method", "setting", "n_splits", "accuracy_mean", "accuracy_sd",
+        "sensitivity_mean", "sensitivity_sd", "specificity_mean", "specificity_sd",
+        "auc_mean", "auc_sd",
+    ],
+    "results/metrics/paired_tests.tsv": [
+        "method_a", "setting_a", "method_b", "setting_b", "metric", "mean_diff", "p_ttest",
+        "p_wilcoxon",
+    ],
+}  # fmt: skip
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry run."""
+    block = output.split("Job stats:")[1].split("\n\n")[0]
+    counts = {}
+    for line in block.splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match:
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def test_lint_is_clean(tmp_path):
+    proc = snakemake("--lint", workdir=tmp_path, configfiles=[REPO / "config.yaml"])
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_snakefmt_and_ruff_are_clean():
+    for cmd in (
+        [BIN / "snakefmt", "--check", "Snakefile", "rules"],
+        [BIN / "ruff", "check", "datspect", "scripts", "tests", "bench"],
+        [BIN / "ruff", "format", "--check", "datspect", "scripts", "tests", "bench"],
+    ):
+        proc = subprocess.run(list(map(str, cmd)), cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_default_dry_run_plans_every_subject(tmp_path):
+    proc = snakemake("--dry-run", workdir=tmp_path, configfiles=[REPO / "config.yaml"])
+    counts = job_counts(proc.stdout)
+    for rule in ("simulate_subject", "smooth", "normalize", "sbr_aal", "sbr_hv"):
+        assert counts[rule] == 943, (rule, counts)
+    assert counts["fit_sbr_cutoff"] == 2 * 3 * 10
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("splits:\n  val: 0.3\n")
+    proc = snakemake(
+        "--cores", "1", workdir=tmp_path / "run", configfiles=[REPO / "config.yaml", bad],
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "splits.train + splits.val + splits.test = 1.1, must be 1" in proc.stderr
+    assert not (tmp_path / "run" / "data").exists()
+
+
+@pytest.mark.workflow
+def test_small_run_writes_the_contract_tables(small_run):
+    for path, columns in CONTRACT.items():
+        table = pd.read_csv(small_run / path, sep="\t")
+        assert list(table.columns[: len(columns)]) == columns or set(columns) <= set(
+            table.columns
+        ), (path, list(table.columns))
+        assert len(table) > 0
+    per_split = pd.read_csv(small_run / "results/metrics/per_split.tsv", sep="\t")
+    assert set(per_split["setting"]) == {"original", "smoothed", "mixed"}
+    assert set(per_split["cohort"]) == {"ppmi", "clinical"}
+    assert per_split["accuracy"].between(0, 1).all()
+    sbr = pd.read_csv(small_run / "results/sbr/sbr.tsv", sep="\t")
+    assert len(sbr) == 2 * (30 + 12)  # two images per subject
+    assert {"putamen", "caudate", "hv_putamen", "label"} <= set(sbr.columns)
+    qc = pd.read_csv(small_run / "results/qc/normalization.tsv", sep="\t")
+    assert qc["centroid_error_mm"].notna().all()
+    assert (small_run / "results/summary.md").read_text().startswith("# Results")
+
+
+@pytest.mark.workflow
+def test_finished_run_plans_nothing(small_run):
+    proc = snakemake("--dry-run", workdir=small_run)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
