@@ -13,12 +13,16 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/cohort.smk"
 include: "rules/preprocess.smk"
 include: "rules/sbr.smk"
 include: "rules/cnn.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -178,11 +178,27 @@ def _run_one(task: dict) -> dict:
     return out
 
 
-def run_tasks(tasks: list[dict], jobs: int) -> list[dict]:
-    """Run trainings, ``jobs`` at a time, each in its own process (clean peak memory)."""
+def run_tasks(tasks: list[dict], jobs: int, report) -> list[dict]:
+    """Run trainings, ``jobs`` at a time, each in its own process (clean peak memory);
+    ``report(result)`` is called as each finishes, in task order."""
     ctx = get_context("spawn")
+    results = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1) as ex:
-        return list(ex.map(_run_one, tasks))
+        for r in ex.map(_run_one, tasks):
+            report(r)
+            results.append(r)
+    return results
+
+
+def box_step_times(threads: int, shape=(24, 40, 48)) -> None:
+    """Print step times of the 3D variant for a plausible striatal box (random data)."""
+    for name, arch in {
+        "box": {"crop": None, "downsample": 1, "channels": [16, 32, 64, 128]},
+        "box_ds2": {"crop": None, "downsample": 2, "channels": [16, 32, 64]},
+    }.items():
+        arch = with_target_params(arch, shape)
+        wall, cpu = step_times(arch, shape, threads, repeats=3)
+        print(f"  {name:10s} {wall:7.1f} / {cpu:7.1f}  (box {shape}, {arch})")
 
 
 def main(argv=None) -> int:
@@ -222,6 +238,7 @@ def main(argv=None) -> int:
         steps[n] = step_times(archs[n], (109, 91), args.threads)
         print(f"  {n:10s} {steps[n][0]:7.1f} / {steps[n][1]:7.1f}  ({archs[n]})")
     if args.steps_only:
+        box_step_times(args.threads)
         return 0
     x, y = load_slabs(args.data)
     print(f"{len(y)} slabs ({(y == 0).sum()} HC, {(y == 1).sum()} PD), shape {x.shape[1:]}")
@@ -254,9 +271,6 @@ def main(argv=None) -> int:
                         "parts": parts,
                     }
                 )
-    t0 = time.perf_counter()
-    results = run_tasks(tasks, args.jobs)
-    wall = time.perf_counter() - t0
     cols = [
         "name",
         "seed",
@@ -272,16 +286,19 @@ def main(argv=None) -> int:
         "peak_rss_mb",
         "loadavg_end",
     ]
-    print("\t".join(cols))
-    for r in results:
-        print(
-            "\t".join(
-                f"{r.get(c, float('nan')):.3f}" if isinstance(r.get(c), float) else str(r.get(c))
-                for c in cols
-            )
-        )
-    print(f"wall {wall:.1f}s for {len(tasks)} trainings, {args.jobs} at a time, "
-          f"{args.threads} thread(s) each")
+    print("\t".join(cols), flush=True)
+
+    def report(r):
+        cells = [r.get(c, "") for c in cols]
+        print("\t".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in cells), flush=True)
+
+    t0 = time.perf_counter()
+    results = run_tasks(tasks, args.jobs, report)
+    wall = time.perf_counter() - t0
+    print(
+        f"wall {wall:.1f}s for {len(tasks)} trainings, {args.jobs} at a time, "
+        f"{args.threads} thread(s) each"
+    )
     if args.workload:
         # 10 splits x (original + smoothed at 387, mixed at 774); jobs run side by side
         for name in names:
@@ -297,7 +314,10 @@ def main(argv=None) -> int:
             )
     if args.out:
         args.out.write_text(
-            json.dumps({"wall": wall, "jobs": args.jobs, "steps_ms": steps, "results": results}, indent=2) + "\n"
+            json.dumps(
+                {"wall": wall, "jobs": args.jobs, "steps_ms": steps, "results": results}, indent=2
+            )
+            + "\n"
         )
     return 0
 

@@ -170,42 +170,11 @@ def methods(ants_available: bool) -> list[tuple[str, dict]]:
     return rows
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=40, help="scans (half healthy, half PD-like)")
-    ap.add_argument("--seed", type=int, default=20240601)
-    ap.add_argument(
-        "--source",
-        choices=("auto", "simulate", "phantom"),
-        default="auto",
-        help="datspect.simulate (both cameras) when importable, else the bench phantom",
-    )
-    ap.add_argument("--min-correlation", type=float, default=0.8)
-    ap.add_argument("--out", type=Path, default=Path("bench/out"))
-    args = ap.parse_args(argv)
-
-    try:
-        import ants  # noqa: F401
-
-        ants_available = True
-    except ImportError:
-        ants_available = False
-        print("ANTsPy (`ants`) is not importable: skipping the ANTs rows", file=sys.stderr)
-
-    args.out.mkdir(parents=True, exist_ok=True)
+def run(args, source: str, ants_available: bool, work: Path) -> pd.DataFrame:
+    """Write the scans under ``work``, normalize them with every method, score each result."""
     tmpl = template.anatomical_template(6.0, 12.0)
-    work = Path(tempfile.mkdtemp(prefix="bench-reg-"))
     tmpl_path = work / "template.nii.gz"
     nib.save(tmpl, tmpl_path)
-
-    source = args.source
-    if source == "auto":
-        try:
-            import datspect.simulate  # noqa: F401
-
-            source = "simulate"
-        except ImportError:
-            source = "phantom"
     cases = []
     for i in range(args.n):
         img, truth, cohort = make_scan(i, source, args.seed)
@@ -220,12 +189,12 @@ def main(argv=None) -> int:
     for name, spec in methods(ants_available):
         for i, cohort, label, path, truth, dice_true in cases:
             out = work / f"{name}_{i:03d}.nii.gz"
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if spec["lib"] == "sitk":
                 est = run_sitk(path, tmpl, out, spec["sampling"], args.seed + i)
             else:
                 est = run_ants(path, tmpl_path, out, spec["kind"], args.seed + i, ants_cache)
-            seconds = time.perf_counter() - t0
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
             mni = nib.load(out)
             qc = register.normalization_qc(mni, tmpl, min_correlation=args.min_correlation)
             records.append(
@@ -235,6 +204,7 @@ def main(argv=None) -> int:
                     "cohort": cohort,
                     "label": label,
                     "seconds": seconds,
+                    "cpu_seconds": cpu,
                     "centroid_error_mm": register.striatal_centroid_error(
                         est, truth["native_from_mni"]
                     ),
@@ -246,15 +216,59 @@ def main(argv=None) -> int:
             )
         print(f"done {name}", file=sys.stderr)
 
-    df = pd.DataFrame.from_records(records)
+    return pd.DataFrame.from_records(records)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=40, help="scans (half healthy, half PD-like)")
+    ap.add_argument("--seed", type=int, default=20240601)
+    ap.add_argument(
+        "--source",
+        choices=("auto", "simulate", "phantom"),
+        default="auto",
+        help="datspect.simulate (both cameras) when importable, else the bench phantom",
+    )
+    ap.add_argument("--min-correlation", type=float, default=0.7)
+    ap.add_argument("--out", type=Path, default=Path("bench/out"))
+    args = ap.parse_args(argv)
+
+    try:
+        import ants  # noqa: F401
+
+        ants_available = True
+    except ImportError:
+        ants_available = False
+        print("ANTsPy (`ants`) is not importable: skipping the ANTs rows", file=sys.stderr)
+
+    source = args.source
+    if source == "auto":
+        try:
+            import datspect.simulate  # noqa: F401
+
+            source = "simulate"
+        except ImportError:
+            source = "phantom"
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-reg-") as tmp:
+        df = run(args, source, ants_available, Path(tmp))
+
     df.to_csv(args.out / "registration_per_scan.tsv", sep="\t", index=False)
     summary = summarize(df)
     summary.to_csv(args.out / "registration_summary.tsv", sep="\t", index=False)
+    by_cohort = df.pivot_table(
+        index="method", columns="cohort", values="centroid_error_mm", aggfunc="median", sort=False
+    ).round(2)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, one thread per registration, sequential runs"
+        f"Python {platform.python_version()}, one thread per registration, sequential runs, "
+        f"load average at the end {load:.1f}; cpu_s = process CPU seconds per image "
+        "(read + register + resample + write), wall_s = elapsed seconds"
     )
-    print(summary.to_markdown(index=False) if _has_tabulate() else summary.to_string(index=False))
+    print(summary.to_string(index=False))
+    print("\nmedian centroid error (mm) by cohort/source:")
+    print(by_cohort.to_string())
     return 0
 
 
@@ -276,19 +290,12 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                 "dice_pd_median": round(pd_.dice.median(), 3),
                 "corr_min": round(g.correlation.min(), 3),
                 "flagged": int((g.flag != "ok").sum()),
-                "s_per_image_median": round(g.seconds.median(), 2),
-                "s_per_image_p95": round(g.seconds.quantile(0.95), 2),
+                "cpu_s_median": round(g.cpu_seconds.median(), 2),
+                "cpu_s_p95": round(g.cpu_seconds.quantile(0.95), 2),
+                "wall_s_median": round(g.seconds.median(), 2),
             }
         )
     return pd.DataFrame(rows)
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def sbr_hv(
     return f"HV putamen SBR {[round(r['hv_putamen'], 3) for r in rows]}"
 
 
-def cnn_input(images, kind, n_slices, box_margin_mm, reference, out) -> str:
+def cnn_input(images, cohort, subject_id, kind, n_slices, box_margin_mm, reference, out) -> str:
     """The CNN inputs of one subject: a 2D slab or a 3D striatal box per image setting."""
     arrays = {}
     for setting, path in sorted(images.items()):

@@ -171,7 +171,7 @@ def load_template(path: str | Path | None, **kw) -> nib.Nifti1Image:
     path : str, pathlib.Path or None
         NIfTI file of the template, or None for :func:`anatomical_template`.
     **kw
-        Passed to :func:`anatomical_template` when ``path`` is None.
+        Passed to :func:`anatomical_template` when ``path`` is None (ignored otherwise).
 
     Raises
     ------

@@ -20,16 +20,7 @@ rule cnn_input:
         box_margin_mm=config["slab"]["box_margin_mm"],
         reference=config["sbr"]["reference"],
     run:
-        run_step(
-            "cnn_input",
-            log[0],
-            images=dict(input.items()),
-            kind=params.kind,
-            n_slices=params.n_slices,
-            box_margin_mm=params.box_margin_mm,
-            reference=params.reference,
-            out=output[0],
-        )
+        feature_step("cnn_input", wildcards, input, output, params, log)
 
 
 rule train_cnn:

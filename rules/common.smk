@@ -87,6 +87,19 @@ def run_step(step, log, **kwargs):
     )
 
 
+def feature_step(step, wildcards, input, output, params, log):
+    """Run a step that turns one subject's normalized images into one feature file."""
+    run_step(
+        step,
+        log[0],
+        images=dict(input.items()),
+        cohort=wildcards.cohort,
+        subject_id=wildcards.subject,
+        out=output[0],
+        **dict(params.items()),
+    )
+
+
 def simulation_physics(cohort):
     """Shared physics with only this cohort's camera, so editing one camera reruns one cohort."""
     physics = {k: v for k, v in config["simulation"].items() if k != "cameras"}
@@ -132,6 +145,8 @@ def all_targets():
         "results/sbr/sbr.tsv",
         "results/qc/normalization.tsv",
         expand("data/{cohort}/cohort.tsv", cohort=list(COHORTS)),
+        rules.figures.output,
+        expand("results/figures/qc_mosaic_{cohort}.png", cohort=list(COHORTS)),
     ]
 
 
@@ -149,3 +164,30 @@ def independent_sheets(setting):
 def cnn_inputs(wildcards):
     cohorts = [DEV] + (independent_cohorts() if wildcards.setting == "mixed" else [])
     return [f"features/{c}/{s}/cnn_input.npz" for c in cohorts for s in subjects(c)]
+
+
+def cnn_histories(wildcards):
+    if "cnn" not in METHODS:
+        return []
+    return expand(
+        "results/models/cnn/{setting}/split-{split}/history.tsv",
+        setting=SETTINGS,
+        split=SPLITS,
+    )
+
+
+MOSAIC_TILES = 36
+
+
+def mosaic_subjects(cohort):
+    """Every Nth subject of a cohort, so that the mosaic has at most MOSAIC_TILES tiles."""
+    ids = subjects(cohort)
+    step = max(1, -(-len(ids) // MOSAIC_TILES))
+    return ids[::step]
+
+
+def mosaic_images(cohort):
+    return [
+        f"preprocessed/{cohort}/{s}/original_mni.nii.gz"
+        for s in mosaic_subjects(cohort)
+    ]

@@ -101,7 +101,7 @@ rule normalization_qc:
         mem_mb=1000,
         runtime=5,
     params:
-        max_centroid_error_mm=4.0,
+        max_centroid_error_mm=PRE["qc_max_centroid_error_mm"],
     script:
         "../scripts/normalization_qc.py"
 

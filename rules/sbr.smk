@@ -19,16 +19,7 @@ rule sbr_aal:
         reference=SBR["reference"],
         combine=SBR["combine"],
     run:
-        run_step(
-            "sbr_aal",
-            log[0],
-            images=dict(input.items()),
-            cohort=wildcards.cohort,
-            subject_id=wildcards.subject,
-            reference=params.reference,
-            combine=params.combine,
-            out=output[0],
-        )
+        feature_step("sbr_aal", wildcards, input, output, params, log)
 
 
 rule sbr_hv:
@@ -49,19 +40,7 @@ rule sbr_hv:
         margin_mm=SBR["hv_margin_mm"],
         exclude_caudate=SBR["hv_exclude_caudate"],
     run:
-        run_step(
-            "sbr_hv",
-            log[0],
-            images=dict(input.items()),
-            cohort=wildcards.cohort,
-            subject_id=wildcards.subject,
-            reference=params.reference,
-            combine=params.combine,
-            volume_ml=params.volume_ml,
-            margin_mm=params.margin_mm,
-            exclude_caudate=params.exclude_caudate,
-            out=output[0],
-        )
+        feature_step("sbr_hv", wildcards, input, output, params, log)
 
 
 rule sbr_method_table:

@@ -24,11 +24,12 @@ def _rotation(deg_x: float, deg_y: float, deg_z: float) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def _native(tmpl: nib.Nifti1Image, pose: np.ndarray, affine: np.ndarray, shape) -> nib.Nifti1Image:
-    """The template seen by a camera: moved by ``pose`` (native_from_mni) onto a native grid."""
+def _native(mni: nib.Nifti1Image, pose: np.ndarray, affine: np.ndarray, shape) -> nib.Nifti1Image:
+    """An MNI-grid activity seen by a camera: moved by ``pose`` (native_from_mni) onto a native
+    grid (``affine``, ``shape``) with Poisson noise (peak 300 counts)."""
     vox2vox = np.linalg.inv(anatomy.MNI_AFFINE) @ np.linalg.inv(pose) @ affine
     data = ndimage.affine_transform(
-        tmpl.get_fdata(dtype=np.float32),
+        mni.get_fdata(dtype=np.float32),
         vox2vox[:3, :3],
         vox2vox[:3, 3],
         output_shape=shape,
@@ -70,16 +71,23 @@ def test_known_pose_is_recovered(tmpl):
     assert angle < 1.0
 
 
-def test_default_rigid_affine_is_reproducible(tmpl):
+def test_pd_like_scan_registers_reproducibly(tmpl):
+    # Putamen nearly absent, one side lower, scalp uptake at its own distance, a smaller head.
+    act = template.activity_map(
+        5.0, putamen_factor=0.05, scalp_uptake=0.6, scalp_gap_mm=4.0, scalp_thickness_mm=10.0
+    )
+    act[anatomy.region("caudate_l")] *= 0.6
+    scan = nib.Nifti1Image(template.blur(act, 13.0), anatomy.MNI_AFFINE)
     true = np.eye(4)
-    true[:3, :3] = _rotation(-4.0, 3.0, 9.0) @ np.diag([1.04, 0.97, 1.02])
+    true[:3, :3] = _rotation(-4.0, 3.0, 9.0) @ np.diag([0.95, 0.95, 0.95])
     true[:3, 3] = [-10.0, 6.0, 18.0]
     affine = np.diag([3.5, 3.5, 3.5, 1.0])
     affine[:3, 3] = [-110.0, -130.0, -70.0]
-    img = _native(tmpl, true, affine, (64, 72, 64))
-    a = register.estimate_transform(img, tmpl, seed=5)
-    assert np.array_equal(a, register.estimate_transform(img, tmpl, seed=5))
-    assert register.striatal_centroid_error(a, true) < 1.0
+    img = _native(scan, true, affine, (64, 72, 64))
+    # seed 0 would mean "wall clock" to ITK; it must be reproducible here.
+    a = register.estimate_transform(img, tmpl, seed=0)
+    assert np.array_equal(a, register.estimate_transform(img, tmpl, seed=0))
+    assert register.striatal_centroid_error(a, true) < 2.0
 
 
 def test_identity_resample_reproduces_input(tmpl):

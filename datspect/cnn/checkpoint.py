@@ -17,7 +17,9 @@ from pathlib import Path
 
 import torch
 
+import datspect
 from datspect.cnn.model import build_model, count_parameters, resolve_arch
+from datspect.cnn.train import resolve_train_cfg
 from datspect.errors import InputError
 
 FORMAT_VERSION = 1
@@ -75,7 +77,7 @@ def save_checkpoint(
         Input description, from :func:`datspect.cnn.data.make_input_spec` (type, shape, axes,
         normalization).
     train_cfg : dict
-        The training configuration used.
+        The training configuration used (stored resolved, defaults filled in).
     seed : int
         The training seed.
     metrics : dict
@@ -97,12 +99,13 @@ def save_checkpoint(
         "weights_sha256": sha256_file(weights_path),
         "arch": resolve_arch(arch),
         "input": input_spec,
-        "train": train_cfg,
+        "train": resolve_train_cfg(train_cfg),
         "seed": int(seed),
         "metrics": metrics,
         "history": history or [],
         "n_parameters": count_parameters(model),
         "torch_version": torch.__version__,
+        "datspect_version": datspect.__version__,
     }
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     _atomic_write(sidecar_path(weights_path), lambda tmp: tmp.write_text(text))

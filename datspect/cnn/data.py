@@ -132,7 +132,7 @@ def load_items(items, input_shape=None) -> tuple[np.ndarray, np.ndarray | None]:
         raise InputError("CNN: empty list of images (check the split / cohort sheet)")
     arrays, labels = [], []
     for i, item in enumerate(items):
-        if isinstance(item, tuple) and len(item) == 2:
+        if isinstance(item, (tuple, list)) and len(item) == 2:
             x, label = item
         else:
             x, label = item, None
@@ -246,4 +246,4 @@ class ImageDataset(Dataset):
         if self.params is not None:
             p = self.params
             x = augment_batch(x, p["flip"][idx], p["shift"][idx], p["angle"][idx], p["scale"][idx])
-        return list(zip(x, self.y[idx]))
+        return list(zip(x, self.y[idx], strict=True))

@@ -1,0 +1,219 @@
+"""Figures: each function writes one sane PNG atomically from small synthetic tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from datspect import figures
+from datspect.errors import InputError
+from datspect.slab import SLAB_SHAPE
+
+SPLITS = (0, 1, 2)
+#: Cutoffs of the synthetic sbr_aal models per training setting (split s adds 0.01 * s).
+CUTOFFS = {"original": 1.9, "smoothed": 1.2, "mixed": 1.55}
+
+
+def _check_png(path, *, min_px=300, max_px=6000):
+    """A non-empty PNG of a sane size, and nothing else (no temporary file) in its folder."""
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    assert path.stat().st_size > 1000
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        assert min_px <= img.width <= max_px and min_px <= img.height <= max_px
+
+
+@pytest.fixture(scope="module")
+def predictions() -> pd.DataFrame:
+    """Scored images: ppmi in every setting, clinical with the mixed models only."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for cohort, settings in (("ppmi", figures.SETTINGS), ("clinical", ("mixed",))):
+        for method in figures.METHODS:
+            for setting in settings:
+                for split in SPLITS:
+                    labels = np.repeat([0, 1], 8)
+                    score = labels * 1.5 + rng.normal(0, 1, labels.size)
+                    cutoff = CUTOFFS[setting] + 0.01 * split if method != "cnn" else np.nan
+                    for i, (label, s) in enumerate(zip(labels, score, strict=True)):
+                        rows.append(
+                            {
+                                "cohort": cohort,
+                                "subject_id": f"{cohort}{i:02d}",
+                                "image_setting": "smoothed"
+                                if setting == "smoothed"
+                                else "original",
+                                "label": int(label),
+                                "score": -s if method != "cnn" else 1 / (1 + np.exp(-s)),
+                                "score_reduced": s,
+                                "prediction": int(s > 0.75),
+                                "method": method,
+                                "setting": setting,
+                                "split": split,
+                                "cutoff": cutoff,
+                            }
+                        )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def per_split(predictions) -> pd.DataFrame:
+    correct = predictions["label"] == predictions["prediction"]
+    keys = ["cohort", "method", "setting", "split"]
+    table = predictions.assign(accuracy=correct).groupby(keys)["accuracy"].mean().reset_index()
+    return table.assign(n=16)
+
+
+def test_accuracy_bars(tmp_path, per_split):
+    out = tmp_path / "accuracy.png"
+    fig = figures.accuracy_bars(per_split, out)
+    _check_png(out)
+    dev, indep = fig.axes[:2]
+    assert dev.get_title().startswith("ppmi (development")
+    # 3 methods x 3 settings on the development cohort, 3 mixed bars on the independent one.
+    assert len(dev.patches) == 9 and len(indep.patches) == 3
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["original", "smoothed", "mixed", "study (mean ± SD)"]
+    assert "study (mean ± SD)" not in indep.get_legend_handles_labels()[1]
+    means = sorted(p.get_height() for p in dev.patches)
+    expected = per_split[per_split["cohort"] == "ppmi"].groupby(["method", "setting"])["accuracy"]
+    np.testing.assert_allclose(means, sorted(expected.mean()))
+
+
+def test_roc_curves_average_over_splits(tmp_path, predictions):
+    out = tmp_path / "roc.png"
+    perfect = predictions.assign(score_reduced=predictions["label"].astype(float))
+    fig = figures.roc_curves(perfect, out, "ppmi")
+    _check_png(out)
+    panels = fig.axes[:3]
+    assert [ax.get_title() for ax in panels] == ["AAL-SBR", "HV-SBR", "CNN"]
+    labels = panels[0].get_legend_handles_labels()[1]
+    assert labels[1:] == [f"{s}: AUC 1.000 ± 0.000" for s in figures.SETTINGS]
+    figures.roc_curves(predictions, out, "clinical")
+    _check_png(out)
+
+
+def test_pooled_confusion_counts(tmp_path, predictions):
+    counts = figures.pooled_confusion(predictions, "clinical")
+    assert set(counts) == {(m, "mixed") for m in figures.METHODS}
+    rows = predictions[(predictions["cohort"] == "clinical") & (predictions["method"] == "cnn")]
+    cm = counts[("cnn", "mixed")]
+    assert cm.sum() == len(rows)
+    assert cm[1, 1] == int(((rows["label"] == 1) & (rows["prediction"] == 1)).sum())
+    out = tmp_path / "confusion.png"
+    fig = figures.confusion_matrices(predictions, out, "ppmi")
+    _check_png(out)
+    assert len([ax for ax in fig.axes if ax.images]) == 9
+
+
+def test_sbr_distributions_draws_one_cutoff_per_setting(tmp_path, predictions):
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 20)
+    original = np.where(labels == 1, 1.2, 2.6) + rng.normal(0, 0.25, labels.size)
+    sbr = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "cohort": "ppmi",
+                    "subject_id": [f"s{i}" for i in range(labels.size)],
+                    "image_setting": image_setting,
+                    "label": labels,
+                    "putamen": original * factor,
+                }
+            )
+            for image_setting, factor in (("original", 1.0), ("smoothed", 0.55))
+        ],
+        ignore_index=True,
+    )
+    out = tmp_path / "sbr.png"
+    fig = figures.sbr_distributions(sbr, predictions, out, cohort="ppmi")
+    _check_png(out)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title().split()[0] for ax in panels] == ["original", "smoothed"]
+    for ax in panels:
+        drawn = {line.get_gid(): line.get_xdata()[0] for line in ax.lines}
+        assert set(drawn) == {f"cutoff:{s}" for s in figures.SETTINGS}
+        for setting, cutoff in CUTOFFS.items():
+            assert drawn[f"cutoff:{setting}"] == pytest.approx(cutoff + 0.01)  # mean over splits
+    # The original-trained cutoff suits original images and calls most smoothed normals reduced.
+    legend = {t.get_text().split()[0]: t.get_text() for t in panels[1].get_legend().get_texts()}
+    correct = float(legend["original-trained"].split()[-2].rstrip("%"))
+    assert correct < 80
+    with pytest.raises(InputError, match="not an SBR method"):
+        figures.sbr_distributions(sbr, predictions, out, cohort="ppmi", method="cnn")
+
+
+def test_qc_mosaic_outlines_every_slab(tmp_path):
+    rng = np.random.default_rng(2)
+    slabs = [(f"sub-{i:02d} ok", rng.random(SLAB_SHAPE)) for i in range(7)]
+    out = tmp_path / "mosaic.png"
+    fig = figures.qc_mosaic(slabs, out, ncols=4)
+    _check_png(out)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in shown] == [t for t, _ in slabs]
+    assert all(any(c.get_gid() == "putamen-outline" for c in ax.collections) for ax in shown)
+    # Anterior (the last slab row) at the top of the displayed image.
+    assert shown[0].images[0].origin == "lower"
+    fig = figures.qc_mosaic(slabs[:1], tmp_path / "mosaic.png", putamen_outline=False)
+    assert not any(c.get_gid() == "putamen-outline" for ax in fig.axes for c in ax.collections)
+    with pytest.raises(InputError, match="expected"):
+        figures.qc_mosaic([("bad", np.zeros((91, 109)))], tmp_path / "bad.png")
+
+
+def test_training_curves_one_line_per_split(tmp_path):
+    epochs = np.arange(1, 6)
+    histories = {
+        (setting, split): pd.DataFrame(
+            {
+                "epoch": epochs,
+                "train_loss": 0.7 / epochs,
+                "val_loss": 0.8 / epochs + 0.01 * split,
+                "val_accuracy": 1 - 0.3 / epochs,
+                "seconds": 1.0,
+            }
+        )
+        for setting in figures.SETTINGS
+        for split in SPLITS
+    }
+    out = tmp_path / "training.png"
+    fig = figures.training_curves(histories, out)
+    _check_png(out)
+    assert len(fig.axes) == 6
+    assert all(len(ax.lines) == len(SPLITS) for ax in fig.axes)
+
+
+def test_normalization_qc_summary(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = []
+    for cohort in ("ppmi", "clinical"):
+        for i in range(12):
+            error = rng.gamma(2.0, 1.0)
+            for setting in ("original", "smoothed"):
+                rows.append(
+                    {
+                        "cohort": cohort,
+                        "subject_id": f"{cohort}{i}",
+                        "setting": setting,
+                        "metric": "pearson_r_template",
+                        "correlation": rng.uniform(0.7, 0.99),
+                        "striatum_dice": 0.8,
+                        "centroid_error_mm": error,
+                        "flag": "ok",
+                    }
+                )
+    qc = pd.DataFrame(rows)
+    out = tmp_path / "qc.png"
+    fig = figures.normalization_qc_summary(qc, out, min_correlation=0.8, max_centroid_error_mm=4.0)
+    _check_png(out)
+    ax_err, ax_r = fig.axes[:2]
+    n_fail = int((qc.groupby("subject_id")["centroid_error_mm"].first() > 4.0).sum())
+    labels = ax_err.get_legend_handles_labels()[1]
+    assert sum(int(label.split(", ")[1].split()[0]) for label in labels[:-1]) == n_fail
+    assert [line.get_xdata()[0] for line in ax_r.lines if line.get_gid() == "threshold"] == [0.8]
+    # Real scans: no centroid error anywhere, the panel says so instead of failing.
+    figures.normalization_qc_summary(
+        qc.assign(centroid_error_mm=np.nan), out, min_correlation=0.8, max_centroid_error_mm=4.0
+    )
+    _check_png(out)
