@@ -45,8 +45,8 @@ def ingest(source, out) -> str:
     return f"{source}: shape {img.shape}, voxel {np.round(zooms, 2).tolist()} mm"
 
 
-def template_image(path, fwhm_mm, striatal_sbr, out) -> str:
-    img = load_template(path, fwhm_mm=fwhm_mm, striatal_sbr=striatal_sbr)
+def template_image(path, fwhm_mm, striatal_sbr, scalp_uptake, out) -> str:
+    img = load_template(path, fwhm_mm=fwhm_mm, striatal_sbr=striatal_sbr, scalp_uptake=scalp_uptake)
     imageio.save_nifti(img, out)
     return f"template from {path or 'anatomy'}"
 

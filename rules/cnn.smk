@@ -40,7 +40,7 @@ rule train_cnn:
         "../envs/datspect.yaml"
     threads: CNN["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=1500,
         runtime=60,
         gpu=1 if CNN["device"] == "cuda" else 0,
     params:

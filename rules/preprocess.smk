@@ -16,6 +16,7 @@ rule template:
         path=PRE["template"],
         fwhm_mm=PRE["template_fwhm_mm"],
         striatal_sbr=PRE["template_striatal_sbr"],
+        scalp_uptake=PRE["template_scalp_uptake"],
     run:
         run_step(
             "template_image",
@@ -23,6 +24,7 @@ rule template:
             path=params.path,
             fwhm_mm=params.fwhm_mm,
             striatal_sbr=params.striatal_sbr,
+            scalp_uptake=params.scalp_uptake,
             out=output[0],
         )
 

@@ -123,6 +123,32 @@ def test_same_seed_gives_identical_weights_and_other_seed_does_not():
     assert not all(torch.equal(w1[k], w3[k]) for k in w1)
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"select_on": "loss", "balance": "class_weights"},
+        {"select_on": "accuracy", "balance": "sampler", "optimizer": "adamw"},
+    ],
+)
+def test_selection_picks_the_best_validation_epoch(cfg):
+    train, val = blob_slabs(32, 5, contrast=0.3), blob_slabs(16, 6, contrast=0.3)
+    model, history, best = train_model(
+        train,
+        val,
+        arch=SMALL,
+        train_cfg=dict(cfg, epochs=4, batch_size=16, patience=4),
+        seed=1,
+        threads=1,
+        device="cpu",
+        log=str,
+    )
+    key = "val_loss" if cfg["select_on"] == "loss" else "val_accuracy"
+    pick = min if key == "val_loss" else max
+    assert best[key] == pick(h[key] for h in history)
+    assert history[best["epoch"] - 1][key] == best[key]
+    assert len(history) == 4 and not model.training
+
+
 def test_checkpoint_round_trip_and_hash_check(tmp_path):
     train, val = blob_slabs(32, 3), blob_slabs(12, 4)
     model, history, best = train_model(

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
@@ -25,9 +26,9 @@ from datspect.errors import InputError
 #: Default training configuration (measured by ``bench/cnn_speed.py``): ``epochs`` maximum
 #: number of epochs; ``patience`` epochs without improvement of the selection criterion before
 #: stopping; ``batch_size``; ``optimizer`` adam|adamw with ``lr`` and ``weight_decay``;
-#: ``balance`` class_weights (weighted cross-entropy) | sampler (class-balanced sampling with
-#: replacement) | none; ``select_on`` loss (lowest validation loss, ties by accuracy) | accuracy
-#: (highest validation accuracy, ties by loss); ``augment`` see
+#: ``balance`` class_weights (cross-entropy weighted n / (2 n_class)) | sampler (class-balanced
+#: sampling with replacement) | none; ``select_on`` loss (lowest validation loss, ties by
+#: accuracy) | accuracy (highest validation accuracy, ties by loss); ``augment`` see
 #: :data:`datspect.cnn.data.DEFAULT_AUGMENT`.
 DEFAULT_TRAIN: dict = {
     "epochs": 30,
@@ -104,18 +105,20 @@ def _set_determinism(seed: int, threads: int, device: torch.device) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def _evaluate(model, loader, criterion, device) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` over ``loader``."""
+def _evaluate(model, loader, class_weights: torch.Tensor, device) -> tuple[float, float]:
+    """Class-weighted mean cross-entropy and accuracy of ``model`` over ``loader``."""
     model.eval()
-    loss_sum, correct, n = 0.0, 0, 0
+    loss_sum, weight_sum, correct, n = 0.0, 0.0, 0, 0
     with torch.no_grad():
         for xb, yb in loader:
             xb, yb = xb.to(device), yb.to(device)
             logits = model(xb)
-            loss_sum += float(criterion(logits, yb)) * len(yb)
+            # summed over the whole part, so the mean does not depend on the batch split
+            loss_sum += float(F.cross_entropy(logits, yb, weight=class_weights, reduction="sum"))
+            weight_sum += float(class_weights[yb].sum())
             correct += int((logits.argmax(1) == yb).sum())
             n += len(yb)
-    return loss_sum / n, correct / n
+    return loss_sum / weight_sum, correct / n
 
 
 def _selection_key(select_on: str, val_loss: float, val_acc: float) -> tuple[float, float]:
@@ -184,7 +187,7 @@ def train_model(
     train_ds = ImageDataset(x_tr, y_tr, augment=cfg["augment"], seed=seed)
     val_ds = ImageDataset(x_va, y_va)
     loader_gen = torch.Generator().manual_seed(seed)
-    class_weights = [1.0, 1.0]
+    balanced = (len(y_tr) / (2.0 * counts)).tolist()
     if cfg["balance"] == "sampler":
         sample_w = torch.from_numpy(1.0 / counts[y_tr])
         sampler = WeightedRandomSampler(sample_w, len(y_tr), replacement=True, generator=loader_gen)
@@ -192,8 +195,6 @@ def train_model(
             train_ds, batch_size=cfg["batch_size"], sampler=sampler, num_workers=0
         )
     else:
-        if cfg["balance"] == "class_weights":
-            class_weights = (len(y_tr) / (2.0 * counts)).tolist()
         train_loader = DataLoader(
             train_ds,
             batch_size=cfg["batch_size"],
@@ -202,8 +203,13 @@ def train_model(
             num_workers=0,
         )
     val_loader = DataLoader(val_ds, batch_size=max(cfg["batch_size"], 128), num_workers=0)
-    # validation uses the training objective, so selection measures what was optimised
-    criterion = nn.CrossEntropyLoss(weight=torch.tensor(class_weights, dtype=torch.float32)).to(dev)
+    class_weights = balanced if cfg["balance"] == "class_weights" else [1.0, 1.0]
+    criterion = nn.CrossEntropyLoss(weight=torch.tensor(class_weights, device=dev))
+    # the validation loss weighs the classes as the training objective does (balanced unless
+    # balance is none), so the selection measures what was optimised
+    val_weights = torch.tensor(
+        [1.0, 1.0] if cfg["balance"] == "none" else balanced, dtype=torch.float32, device=dev
+    )
     opt_cls = torch.optim.Adam if cfg["optimizer"] == "adam" else torch.optim.AdamW
     optimizer = opt_cls(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
 
@@ -229,7 +235,7 @@ def train_model(
             optimizer.step()
             loss_sum += loss.item() * len(yb)
             n += len(yb)
-        val_loss, val_acc = _evaluate(model, val_loader, criterion, dev)
+        val_loss, val_acc = _evaluate(model, val_loader, val_weights, dev)
         row = {
             "epoch": epoch,
             "train_loss": loss_sum / n,
