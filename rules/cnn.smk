@@ -10,6 +10,7 @@ rule cnn_input:
         "features/{cohort}/{subject}/cnn_input.npz",
     log:
         "logs/cnn_input/{cohort}/{subject}.log",
+    priority: 4
     threads: 1
     resources:
         mem_mb=800,

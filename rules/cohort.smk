@@ -7,6 +7,7 @@ rule simulate_subject:
         truth="data/{cohort}/truth/{subject}.json",
     log:
         "logs/simulate_subject/{cohort}/{subject}.log",
+    priority: 1
     threads: 1
     resources:
         mem_mb=800,
@@ -37,6 +38,7 @@ rule ingest_scan:
         "data/{cohort}/ingested/{subject}.nii.gz",
     log:
         "logs/ingest_scan/{cohort}/{subject}.log",
+    priority: 1
     threads: 1
     resources:
         mem_mb=800,

@@ -9,6 +9,7 @@ rule template:
         "resources/template.nii.gz",
     log:
         "logs/template/template.log",
+    priority: 5
     resources:
         mem_mb=1000,
         runtime=5,
@@ -36,6 +37,7 @@ rule smooth:
         "preprocessed/{cohort}/{subject}/smoothed_native.nii.gz",
     log:
         "logs/smooth/{cohort}/{subject}.log",
+    priority: 2
     threads: 1
     resources:
         mem_mb=800,
@@ -60,6 +62,7 @@ rule normalize:
         qc="preprocessed/{cohort}/{subject}/qc.json",
     log:
         "logs/normalize/{cohort}/{subject}.log",
+    priority: 3
     threads: 1
     resources:
         mem_mb=1500,

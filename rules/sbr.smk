@@ -11,6 +11,7 @@ rule sbr_aal:
         "features/{cohort}/{subject}/sbr_aal.tsv",
     log:
         "logs/sbr_aal/{cohort}/{subject}.log",
+    priority: 4
     threads: 1
     resources:
         mem_mb=800,
@@ -29,6 +30,7 @@ rule sbr_hv:
         "features/{cohort}/{subject}/sbr_hv.tsv",
     log:
         "logs/sbr_hv/{cohort}/{subject}.log",
+    priority: 4
     threads: 1
     resources:
         mem_mb=800,

@@ -102,3 +102,19 @@ def test_sheet_cohort_needs_a_sheet(default_config):
     config["cohorts"]["clinical"] = {"role": "independent", "source": "sheet"}
     with pytest.raises(InputError, match="cohorts.clinical.sheet"):
         validated(config)
+
+
+def test_config_yaml_states_the_code_defaults(default_config):
+    """The documented defaults in config.yaml are the ones the package falls back to."""
+    from datspect.cnn.data import DEFAULT_AUGMENT
+    from datspect.cnn.model import DEFAULT_ARCH
+    from datspect.cnn.train import DEFAULT_TRAIN
+    from datspect.simulate import DEFAULT_COHORTS, DEFAULT_PHYSICS
+
+    assert default_config["simulation"] == DEFAULT_PHYSICS
+    for name, cohort in DEFAULT_COHORTS.items():
+        assert default_config["cohorts"][name]["simulate"] == cohort
+    assert default_config["cnn"]["arch"] == DEFAULT_ARCH
+    train = dict(default_config["cnn"]["train"])
+    assert train.pop("augment") == DEFAULT_AUGMENT
+    assert train == {k: v for k, v in DEFAULT_TRAIN.items() if k != "augment"}

@@ -100,3 +100,28 @@ def test_small_run_writes_the_contract_tables(small_run):
 def test_finished_run_plans_nothing(small_run):
     proc = snakemake("--dry-run", workdir=small_run)
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_user_sheet_cohort_goes_through_the_same_rules(tmp_path):
+    """A cohort of the user's own NIfTI files is ingested, then handled like simulated scans."""
+    import nibabel as nib
+    import numpy as np
+
+    rows = ["subject_id\timage\tlabel\tcohort"]
+    for i in range(12):
+        name = f"scan {i}.nii.gz"  # spaces in file names must work
+        nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), tmp_path / name)
+        rows.append(f"s{i:02d}\t{name}\t{'HC' if i % 2 else 'PD'}\tmysite")
+    (tmp_path / "cohort.tsv").write_text("\n".join(rows) + "\n")
+    config = tmp_path / "mine.yaml"
+    config.write_text(
+        f"cohorts:\n  mysite:\n    role: development\n    source: sheet\n"
+        f"    sheet: {tmp_path / 'cohort.tsv'}\n"
+        "settings: [original, smoothed]\nmethods: [sbr_aal, cnn]\nsplits:\n  n_splits: 2\n"
+    )
+    proc = snakemake("--dry-run", workdir=tmp_path / "run", configfiles=[config])
+    counts = job_counts(proc.stdout)
+    for rule in ("ingest_scan", "smooth", "normalize", "sbr_aal", "cnn_input"):
+        assert counts[rule] == 12, (rule, counts)
+    assert "simulate_subject" not in counts
+    assert counts["fit_sbr_cutoff"] == 2 * 2 and counts["train_cnn"] == 2 * 2
