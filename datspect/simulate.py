@@ -63,7 +63,7 @@ DEFAULT_PHYSICS = {
         "age_ref": 60.0,  # age (years) of the reference levels
         "age_decline_per_decade": 0.065,  # relative loss of binding per decade of age
         "female_factor": 1.05,  # binding of women relative to men
-        "subject_cv": 0.12,  # between-subject log-SD of all striatal binding
+        "subject_cv": 0.09,  # between-subject log-SD of all striatal binding
         "region_cv": 0.07,  # log-SD of caudate relative to putamen
         "side_cv": 0.05,  # log-SD of left/right differences per region
     },
@@ -111,7 +111,7 @@ DEFAULT_PHYSICS = {
             "voxel_mm": [3.9, 3.9, 3.9],  # native voxel size
             "orientation": "LAS",  # voxel axes direction codes (x, y, z order)
             "head_offset_mm": [0.0, 0.0, -10.0],  # MNI origin's nominal scanner position
-            "psf_fwhm_mm": 13.0,  # system resolution (isotropic Gaussian)
+            "psf_fwhm_mm": 16.0,  # system resolution (isotropic Gaussian)
             "scatter_fraction": 0.3,  # fraction of counts in the broad scatter component
             "scatter_fwhm_mm": 60.0,  # width of the scatter component
             "counts": 2.5e6,  # median expected counts in the image (noise level)
