@@ -224,3 +224,17 @@ def test_bad_inputs_raise_input_error(tmp_path):
         )
     with pytest.raises(InputError, match="missing"):
         load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_split_parts_refuses_a_subject_in_two_parts():
+    import pandas as pd
+
+    from datspect.cnn.experiment import split_parts
+
+    splits = pd.DataFrame(
+        {"split": 0, "subject_id": ["a", "b", "c", "a"], "part": ["train", "val", "test", "test"]}
+    )
+    with pytest.raises(InputError, match="subjects in both train and test: leakage"):
+        split_parts(splits, 0)
+    parts = split_parts(splits.iloc[:3], 0)
+    assert parts == {"train": {"a"}, "val": {"b"}, "test": {"c"}}
