@@ -1,5 +1,4 @@
 # Validation of config and cohort sheets, subject tables, seeds and input functions.
-import os
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -53,7 +52,6 @@ wildcard_constraints:
     cohort="|".join(COHORTS),
     subject=r"[A-Za-z0-9][A-Za-z0-9._-]*",
     setting="|".join(["original", "smoothed", "mixed"]),
-    image_setting="original|smoothed",
     method="sbr_aal|sbr_hv|cnn",
     split=r"\d+",
 
