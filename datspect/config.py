@@ -14,8 +14,7 @@ import jsonschema
 import yaml
 
 from datspect.errors import InputError
-
-SPLIT_PARTS = ("train", "val", "test")
+from datspect.splits import PARTS as SPLIT_PARTS
 
 
 def load_yaml(path: str | Path) -> dict:

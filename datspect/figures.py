@@ -101,12 +101,6 @@ def _cohort_rows(table: pd.DataFrame, cohort: str, name: str) -> pd.DataFrame:
     return rows
 
 
-def development_cohort(per_split: pd.DataFrame) -> str:
-    """The cohort scored in the most settings (the development cohort of the experiment)."""
-    counts = per_split.groupby("cohort")["setting"].nunique()
-    return str(counts.sort_index().idxmax())
-
-
 def _mean_sd(values) -> tuple[float, float]:
     arr = np.asarray(values, dtype=float)
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
@@ -118,7 +112,7 @@ def accuracy_bars(
     out,
     *,
     study: Mapping[tuple[str, str], tuple[float, float]] = STUDY_ACCURACY,
-    study_cohort: str | None = None,
+    study_cohort: str,
     cohorts: Sequence[str] | None = None,
     dpi: int = DPI,
 ) -> Figure:
@@ -133,8 +127,8 @@ def accuracy_bars(
     study : mapping
         ``{(method, setting): (mean, sd)}`` of the study, drawn as black diamonds with error bars
         in the panel of ``study_cohort``.
-    study_cohort : str, optional
-        The cohort the study values describe; default :func:`development_cohort`.
+    study_cohort : str
+        The development cohort, which the study's values describe.
     cohorts : sequence of str, optional
         Panels, left to right; default the development cohort, then the others sorted.
     dpi : int
@@ -147,7 +141,6 @@ def accuracy_bars(
     _require(per_split, ["cohort", "method", "setting", "split", "accuracy"], "per_split")
     if per_split.empty:
         raise InputError("per_split: the table is empty; run the metrics step first")
-    study_cohort = study_cohort or development_cohort(per_split)
     if cohorts is None:
         cohorts = _ordered(per_split["cohort"], [study_cohort])
     stats = per_split.groupby(["cohort", "method", "setting"])["accuracy"].agg(

@@ -32,10 +32,9 @@ def part_sizes(splits: pd.DataFrame, predictions: pd.DataFrame, development: str
 
 
 def paired_table(
-    per_split: pd.DataFrame, predictions: pd.DataFrame, splits: pd.DataFrame
+    per_split: pd.DataFrame, predictions: pd.DataFrame, splits: pd.DataFrame, development: str
 ) -> pd.DataFrame:
     """All paired comparisons for the main metrics, with a pooled exact McNemar column."""
-    development = _development(per_split, splits)
     n_train, n_test = part_sizes(splits, predictions, development)
     tables = [
         stats.comparisons(per_split, metric, n_train=n_train, n_test=n_test)
@@ -44,12 +43,6 @@ def paired_table(
     paired = pd.concat(tables, ignore_index=True)
     paired["p_mcnemar"] = mcnemar_column(paired, predictions)
     return paired
-
-
-def _development(per_split: pd.DataFrame, splits: pd.DataFrame) -> str:
-    # The development cohort is the one scored on every split's test part for every setting.
-    counts = per_split.groupby("cohort")["setting"].nunique()
-    return str(counts.idxmax())
 
 
 def _fmt(mean: float, sd: float) -> str:
@@ -81,10 +74,9 @@ def _p(paired, cohort, method_a, setting_a, method_b, setting_b, metric="accurac
     return row.iloc[0]
 
 
-def summary_markdown(summary: pd.DataFrame, paired: pd.DataFrame) -> str:
+def summary_markdown(summary: pd.DataFrame, paired: pd.DataFrame, development: str) -> str:
     """The results side by side with the study and a verdict on its findings."""
     cohorts = list(dict.fromkeys(summary["cohort"]))
-    development = max(cohorts, key=lambda c: summary[summary["cohort"] == c]["setting"].nunique())
     settings = [s for s in ("original", "smoothed", "mixed") if s in set(summary["setting"])]
     methods = [m for m in ("sbr_aal", "sbr_hv", "cnn") if m in set(summary["method"])]
     lines = [

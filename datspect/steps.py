@@ -108,36 +108,49 @@ def _load_mni(path) -> np.ndarray:
     return np.asarray(img.dataobj, dtype=np.float32)
 
 
+def _sbr_rows(images, cohort, subject_id, measure, out) -> pd.DataFrame:
+    """One row per image setting of ``measure(volume, name)``'s regional SBRs."""
+    rows = [
+        {
+            "cohort": cohort,
+            "subject_id": subject_id,
+            "image_setting": setting,
+            **measure(_load_mni(path), path),
+        }
+        for setting, path in sorted(images.items())
+    ]
+    table = pd.DataFrame(rows)
+    write_tsv(table, out)
+    return table
+
+
 def sbr_aal(images, cohort, subject_id, reference, combine, out) -> str:
-    rows = []
-    for setting, path in sorted(images.items()):
-        values = sbr.aal_sbr(_load_mni(path), reference=reference, combine=combine, name=path)
-        rows.append(
-            {"cohort": cohort, "subject_id": subject_id, "image_setting": setting, **values}
-        )
-    write_tsv(pd.DataFrame(rows), out)
-    return f"putamen SBR {[round(r['putamen'], 3) for r in rows]}"
+    table = _sbr_rows(
+        images,
+        cohort,
+        subject_id,
+        lambda v, name: sbr.aal_sbr(v, reference=reference, combine=combine, name=name),
+        out,
+    )
+    return f"putamen SBR {table['putamen'].round(3).tolist()}"
 
 
 def sbr_hv(
     images, cohort, subject_id, reference, combine, volume_ml, margin_mm, exclude_caudate, out
 ) -> str:
-    rows = []
-    for setting, path in sorted(images.items()):
-        values = sbr.hv_sbr(
-            _load_mni(path),
+    def measure(volume, name):
+        return sbr.hv_sbr(
+            volume,
             volume_ml=volume_ml,
             margin_mm=margin_mm,
             exclude_caudate=exclude_caudate,
             reference=reference,
             combine=combine,
-            name=path,
+            name=name,
         )
-        rows.append(
-            {"cohort": cohort, "subject_id": subject_id, "image_setting": setting, **values}
-        )
-    write_tsv(pd.DataFrame(rows), out)
-    return f"HV putamen SBR {[round(r['hv_putamen'], 3) for r in rows]}"
+
+    table = _sbr_rows(images, cohort, subject_id, measure, out)
+    return f"HV putamen SBR {table['hv_putamen'].round(3).tolist()}"
 
 
 def cnn_input(images, cohort, subject_id, kind, n_slices, box_margin_mm, reference, out) -> str:

@@ -35,6 +35,6 @@ rule summarize:
         mem_mb=2000,
         runtime=10,
     params:
-        fractions=[config["splits"][p] for p in ("train", "val", "test")],
+        development=DEV,
     script:
         "../scripts/summarize.py"

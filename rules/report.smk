@@ -41,6 +41,7 @@ rule figures:
         mem_mb=2000,
         runtime=10,
     params:
+        development=DEV,
         dpi=150,
         min_correlation=config["preprocess"]["qc_min_correlation"],
         max_centroid_error_mm=config["preprocess"]["qc_max_centroid_error_mm"],

@@ -10,9 +10,9 @@ out = snakemake.output
 p = snakemake.params
 per_split = read_tsv(snakemake.input.per_split)
 predictions = read_tsv(snakemake.input.predictions)
-development = figures.development_cohort(per_split)
+development = snakemake.params.development
 
-figures.accuracy_bars(per_split, out.accuracy, dpi=p.dpi)
+figures.accuracy_bars(per_split, out.accuracy, study_cohort=development, dpi=p.dpi)
 figures.roc_curves(predictions, out.roc, development, dpi=p.dpi)
 figures.confusion_matrices(predictions, out.confusion, development, dpi=p.dpi)
 figures.sbr_distributions(

@@ -12,8 +12,10 @@ predictions = read_tsv(snakemake.input.predictions)
 splits = read_tsv(snakemake.input.splits)
 
 summary = summarize(per_split)
-paired = paired_table(per_split, predictions, splits)
+paired = paired_table(per_split, predictions, splits, snakemake.params.development)
 write_tsv(summary, snakemake.output.summary)
 write_tsv(paired, snakemake.output.paired)
-atomic_write_text(snakemake.output.markdown, summary_markdown(summary, paired))
+atomic_write_text(
+    snakemake.output.markdown, summary_markdown(summary, paired, snakemake.params.development)
+)
 log.info("%d summary rows, %d comparisons", len(summary), len(paired))

@@ -68,7 +68,7 @@ def per_split(predictions) -> pd.DataFrame:
 
 def test_accuracy_bars(tmp_path, per_split):
     out = tmp_path / "accuracy.png"
-    fig = figures.accuracy_bars(per_split, out)
+    fig = figures.accuracy_bars(per_split, out, study_cohort="ppmi")
     _check_png(out)
     dev, indep = fig.axes[:2]
     assert dev.get_title().startswith("ppmi (development")

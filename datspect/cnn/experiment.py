@@ -17,8 +17,7 @@ from datspect.cnn.data import make_input_spec
 from datspect.cnn.train import predict, train_model
 from datspect.errors import InputError
 from datspect.evaluation import IMAGES_OF_SETTING, INDEPENDENT_IMAGES
-
-PARTS = ("train", "val", "test")
+from datspect.splits import PARTS
 
 
 def load_inputs(paths) -> dict[tuple[str, str], dict[str, np.ndarray]]:
