@@ -76,6 +76,16 @@ def check_semantics(config: dict, source: str = "config") -> None:
                 f"{source}: cohort '{name}' has source 'sheet' but no 'sheet' path; add "
                 f"cohorts.{name}.sheet: path/to/cohort.tsv."
             )
+        if cohort["source"] == "slabs" and not cohort.get("slabs"):
+            raise InputError(
+                f"{source}: cohort '{name}' has source 'slabs' but no 'slabs' section; add "
+                f"cohorts.{name}.slabs.folder: path/to/folder (with HC/ and PD/ sub-folders)."
+            )
+        if cohort["source"] == "slabs" and config["cnn"]["input"] != "slab":
+            raise InputError(
+                f"{source}: cohort '{name}' holds 2D slabs, but cnn.input is "
+                f"'{config['cnn']['input']}'; set cnn.input: slab."
+            )
         if cohort["source"] == "simulate":
             sim = cohort.get("simulate")
             if not sim:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datspect.register import striatal_centroid_error
+from datspect.register import striatal_centroid_error, striatal_label_dice
 
 
 def _subject(path) -> str:
@@ -23,10 +23,12 @@ def normalization_table(
     cohort: str, qc_paths, transform_paths, truth_paths, *, max_centroid_error_mm: float
 ) -> pd.DataFrame:
     """Rows ``cohort, subject_id, setting, metric, correlation, striatum_dice,
-    centroid_error_mm, flag``.
+    striatum_label_dice, centroid_error_mm, flag``.
 
     ``centroid_error_mm`` (mean distance of the left/right striatum centroids between the
-    estimated and the true transform) exists only where the truth is known (simulated scans);
+    estimated and the true transform) and ``striatum_label_dice``
+    (:func:`datspect.register.striatal_label_dice`) exist only where the truth is known
+    (simulated scans);
     ``flag`` is ``ok``, ``low_correlation`` or ``centroid_error``.
     """
     truths = {}
@@ -40,9 +42,11 @@ def normalization_table(
         subject = _subject(path)
         with open(path, encoding="utf-8") as handle:
             qc = json.load(handle)
-        error = np.nan
+        error = label_dice = np.nan
         if subject in truths:
-            error = striatal_centroid_error(read_matrix(transforms[subject]), truths[subject])
+            estimated = read_matrix(transforms[subject])
+            error = striatal_centroid_error(estimated, truths[subject])
+            label_dice = striatal_label_dice(estimated, truths[subject])
         for setting, check in sorted(qc.items()):
             flag = check["flag"]
             if flag == "ok" and error > max_centroid_error_mm:
@@ -55,6 +59,7 @@ def normalization_table(
                     "metric": "pearson_r_template",
                     "correlation": check["correlation"],
                     "striatum_dice": check["striatum_dice"],
+                    "striatum_label_dice": label_dice,
                     "centroid_error_mm": error,
                     "flag": flag,
                 }

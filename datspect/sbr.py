@@ -277,6 +277,16 @@ def _slab_reference(arr: np.ndarray, masks: dict, *, name: str, reference: str) 
     return positive_reference(mean, name=name, reference=reference)
 
 
+def slab_reference_mean(
+    slab2d, *, n_slices: int = 5, reference: str = "brain_without_striatum", name: str = "slab"
+) -> float:
+    """Mean of a (109, 91) slab in the projected reference region, checked to be positive."""
+    arr = _check_slab(slab2d, name)
+    return _slab_reference(
+        arr, slab_masks(n_slices, reference=reference), name=name, reference=reference
+    )
+
+
 def aal_sbr_slab(
     slab2d,
     *,

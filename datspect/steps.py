@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from datspect import imageio, register, sbr, slab
+from datspect import imageio, register, sbr, slab, slabs
 from datspect import simulate as simulator
 from datspect.smooth import smooth_fwhm
 from datspect.tables import write_tsv
@@ -108,14 +108,24 @@ def _load_mni(path) -> np.ndarray:
     return np.asarray(img.dataobj, dtype=np.float32)
 
 
+def _load_grid(path) -> np.ndarray:
+    """A normalized MNI volume (91, 109, 91), or a stored 2D slab as (109, 91)."""
+    arr = _load_mni(path)
+    return slabs.as_slab(arr) if slabs.is_slab(arr) else arr
+
+
+def prepare_slab(source, fwhm_mm, n_slices, out_original, out_smoothed) -> str:
+    return slabs.prepare_slab(source, fwhm_mm, n_slices, out_original, out_smoothed)
+
+
 def _sbr_rows(images, cohort, subject_id, measure, out) -> pd.DataFrame:
-    """One row per image setting of ``measure(volume, name)``'s regional SBRs."""
+    """One row per image setting of ``measure(image, name)``'s regional SBRs (volume or slab)."""
     rows = [
         {
             "cohort": cohort,
             "subject_id": subject_id,
             "image_setting": setting,
-            **measure(_load_mni(path), path),
+            **measure(_load_grid(path), path),
         }
         for setting, path in sorted(images.items())
     ]
@@ -124,23 +134,49 @@ def _sbr_rows(images, cohort, subject_id, measure, out) -> pd.DataFrame:
     return table
 
 
-def sbr_aal(images, cohort, subject_id, reference, combine, out) -> str:
-    table = _sbr_rows(
-        images,
-        cohort,
-        subject_id,
-        lambda v, name: sbr.aal_sbr(v, reference=reference, combine=combine, name=name),
-        out,
-    )
+def sbr_aal(images, cohort, subject_id, reference, combine, n_slices, out) -> str:
+    """AAL putamen SBR; ``n_slices`` (the slices a slab averages) is used for slabs only."""
+
+    def measure(image, name):
+        if image.ndim == 2:
+            return sbr.aal_sbr_slab(
+                image, n_slices=n_slices, reference=reference, combine=combine, name=name
+            )
+        return sbr.aal_sbr(image, reference=reference, combine=combine, name=name)
+
+    table = _sbr_rows(images, cohort, subject_id, measure, out)
     return f"putamen SBR {table['putamen'].round(3).tolist()}"
 
 
 def sbr_hv(
-    images, cohort, subject_id, reference, combine, volume_ml, margin_mm, exclude_caudate, out
+    images,
+    cohort,
+    subject_id,
+    reference,
+    combine,
+    volume_ml,
+    area_mm2,
+    n_slices,
+    margin_mm,
+    exclude_caudate,
+    out,
 ) -> str:
-    def measure(volume, name):
+    """Hottest-voxels SBR: ``volume_ml`` for volumes, ``area_mm2`` and ``n_slices`` for slabs."""
+
+    def measure(image, name):
+        if image.ndim == 2:
+            return sbr.hv_sbr_slab(
+                image,
+                area_mm2=area_mm2,
+                n_slices=n_slices,
+                margin_mm=margin_mm,
+                reference=reference,
+                combine=combine,
+                exclude_caudate=exclude_caudate,
+                name=name,
+            )
         return sbr.hv_sbr(
-            volume,
+            image,
             volume_ml=volume_ml,
             margin_mm=margin_mm,
             exclude_caudate=exclude_caudate,
@@ -157,8 +193,11 @@ def cnn_input(images, cohort, subject_id, kind, n_slices, box_margin_mm, referen
     """The CNN inputs of one subject: a 2D slab or a 3D striatal box per image setting."""
     arrays = {}
     for setting, path in sorted(images.items()):
-        volume = _load_mni(path)
-        if kind == "slab":
+        volume = _load_grid(path)
+        if volume.ndim == 2:  # a slab cohort: scale by the slab's own reference mean
+            ref = sbr.slab_reference_mean(volume, n_slices=n_slices, reference=reference, name=path)
+            arrays[setting] = (volume / ref).astype(np.float32)
+        elif kind == "slab":
             arrays[setting] = slab.make_slab(volume, n_slices, reference, name=path)
         else:
             arrays[setting] = slab.striatal_box(

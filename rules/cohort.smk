@@ -7,6 +7,7 @@ rule simulate_subject:
         truth="data/{cohort}/truth/{subject}.json",
     log:
         "logs/simulate_subject/{cohort}/{subject}.log",
+    cache: True
     priority: 1
     threads: 1
     resources:
@@ -17,6 +18,7 @@ rule simulate_subject:
         cohort=lambda w: config["cohorts"][w.cohort]["simulate"],
         physics=lambda w: simulation_physics(w.cohort),
         seed=lambda w: derive_seed(SEED, "simulate", w.cohort, w.subject),
+        code=code_version("simulate", "datspect.simulate"),
     run:
         run_step(
             "simulate",

@@ -6,6 +6,8 @@ from snakemake.utils import validate
 from datspect import cohort as cohort_sheet
 from datspect import config as config_checks
 from datspect import jobpool
+from datspect import provenance
+from datspect import slabs as slab_folder
 from datspect.seeds import derive_seed
 
 REPO = Path(workflow.basedir)
@@ -25,8 +27,25 @@ DEV = config_checks.development_cohort(config)
 SPLITS = list(range(config["splits"]["n_splits"]))
 
 
+# Every image of each slab cohort (a relative folder is relative to the repository).
+SLAB_FOLDERS = {
+    name: slab_folder.list_slab_folder(REPO / spec["slabs"]["folder"], name)
+    for name, spec in config["cohorts"].items()
+    if spec["source"] == "slabs"
+}
+
+
 def _cohort_table(name, spec):
-    """Subjects of a cohort: from the simulator's design or from the user's sheet."""
+    """Subjects of a cohort: from the simulator's design, the user's sheet or a slab folder."""
+    if spec["source"] == "slabs":
+        table = SLAB_FOLDERS[name]
+        # Images stored under both labels never enter the cohort (slab_groups.tsv lists them).
+        quarantined = slab_folder.label_conflicts(table)
+        return {
+            row.subject_id: {"label": int(row.label), "image": row.image}
+            for row in table.itertuples()
+            if row.subject_id not in quarantined
+        }
     if spec["source"] == "simulate":
         from datspect.simulate import cohort_design
 
@@ -60,6 +79,22 @@ def subjects(cohort):
     return sorted(COHORTS[cohort])
 
 
+def is_slab_cohort(cohort):
+    return config["cohorts"][cohort]["source"] == "slabs"
+
+
+VOLUME_COHORTS = [c for c in COHORTS if not is_slab_cohort(c)]
+
+
+def slab_only(value):
+    """A rule parameter that slab cohorts use and volume cohorts do not (so it reruns only them)."""
+    return lambda w: value if is_slab_cohort(w.cohort) else None
+
+
+def volume_only(value):
+    return lambda w: None if is_slab_cohort(w.cohort) else value
+
+
 def native_image_path(cohort, subject):
     """The scan as NIfTI in the working directory: simulated, or ingested from the sheet."""
     kind = "simulated" if COHORTS[cohort][subject]["image"] is None else "ingested"
@@ -91,6 +126,11 @@ def run_step(step, log, **kwargs):
     )
 
 
+def code_version(step, *modules):
+    """Hash of a step's code: a parameter of cached rules (see datspect/provenance.py)."""
+    return provenance.step_hash(step, "datspect.imageio", *modules)
+
+
 def feature_step(step, wildcards, input, output, params, log):
     """Run a step that turns one subject's normalized images into one feature file."""
     run_step(
@@ -114,6 +154,8 @@ def simulation_physics(cohort):
 
 def cohort_sheet_inputs(wildcards):
     spec = config["cohorts"][wildcards.cohort]
+    if spec["source"] == "slabs":
+        return ["results/qc/slab_groups.tsv"]
     if spec["source"] == "simulate":
         return per_subject("data/{cohort}/truth/{subject}.json", wildcards.cohort)
     return [spec["sheet"]]
@@ -126,10 +168,17 @@ def truth_files(cohort):
 
 
 def mni_images(wildcards):
+    """A subject's images on the MNI grid: normalized volumes, or stored slabs."""
+    kind = "slab" if is_slab_cohort(wildcards.cohort) else "mni"
     return {
-        s: f"preprocessed/{wildcards.cohort}/{wildcards.subject}/{s}_mni.nii.gz"
+        s: f"preprocessed/{wildcards.cohort}/{wildcards.subject}/{s}_{kind}.nii.gz"
         for s in IMAGE_SETTINGS
     }
+
+
+def slab_folder_images(wildcards=None):
+    """Every PNG of every slab cohort, quarantined ones included (slab_groups lists them)."""
+    return [image for table in SLAB_FOLDERS.values() for image in table["image"]]
 
 
 def model_predictions(wildcards=None):
@@ -147,10 +196,12 @@ def all_targets():
         "results/metrics/paired_tests.tsv",
         "results/summary.md",
         "results/sbr/sbr.tsv",
-        "results/qc/normalization.tsv",
+        ["results/qc/normalization.tsv"] if VOLUME_COHORTS else [],
         expand("data/{cohort}/cohort.tsv", cohort=list(COHORTS)),
         rules.figures.output,
-        expand("results/figures/qc_mosaic_{cohort}.png", cohort=list(COHORTS)),
+        expand("results/figures/qc_mosaic_{cohort}.png", cohort=VOLUME_COHORTS),
+        ["results/qc/slab_groups.tsv"] if SLAB_FOLDERS else [],
+        ["results/qc/leakage.tsv"] if is_slab_cohort(DEV) else [],
     ]
 
 

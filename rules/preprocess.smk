@@ -9,6 +9,7 @@ rule template:
         "resources/template.nii.gz",
     log:
         "logs/template/template.log",
+    cache: True
     priority: 5
     resources:
         mem_mb=1000,
@@ -18,6 +19,7 @@ rule template:
         fwhm_mm=PRE["template_fwhm_mm"],
         striatal_sbr=PRE["template_striatal_sbr"],
         scalp_uptake=PRE["template_scalp_uptake"],
+        code=code_version("template_image", "datspect.template"),
     run:
         run_step(
             "template_image",
@@ -37,6 +39,7 @@ rule smooth:
         "preprocessed/{cohort}/{subject}/smoothed_native.nii.gz",
     log:
         "logs/smooth/{cohort}/{subject}.log",
+    cache: True
     priority: 2
     threads: 1
     resources:
@@ -44,6 +47,7 @@ rule smooth:
         runtime=5,
     params:
         fwhm_mm=PRE["smooth_fwhm_mm"],
+        code=code_version("smooth", "datspect.smooth"),
     run:
         run_step(
             "smooth", log[0], image=input[0], fwhm_mm=params.fwhm_mm, out=output[0]
@@ -62,6 +66,7 @@ rule normalize:
         qc="preprocessed/{cohort}/{subject}/qc.json",
     log:
         "logs/normalize/{cohort}/{subject}.log",
+    cache: True
     priority: 3
     threads: 1
     resources:
@@ -71,6 +76,7 @@ rule normalize:
         registration=PRE["registration"],
         min_correlation=PRE["qc_min_correlation"],
         seed=lambda w: derive_seed(SEED, "normalize", w.cohort, w.subject),
+        code=code_version("normalize", "datspect.register"),
     run:
         run_step(
             "normalize",
@@ -113,7 +119,7 @@ rule normalization_qc:
 
 rule normalization_qc_all:
     input:
-        expand("results/qc/normalization_{cohort}.tsv", cohort=list(COHORTS)),
+        expand("results/qc/normalization_{cohort}.tsv", cohort=VOLUME_COHORTS),
     output:
         "results/qc/normalization.tsv",
     log:

@@ -19,6 +19,7 @@ rule sbr_aal:
     params:
         reference=SBR["reference"],
         combine=SBR["combine"],
+        n_slices=slab_only(config["slab"]["n_slices"]),
     run:
         feature_step("sbr_aal", wildcards, input, output, params, log)
 
@@ -38,7 +39,9 @@ rule sbr_hv:
     params:
         reference=SBR["reference"],
         combine=SBR["combine"],
-        volume_ml=SBR["hv_volume_ml"],
+        volume_ml=volume_only(SBR["hv_volume_ml"]),
+        area_mm2=slab_only(SBR["hv_slab_area_mm2"]),
+        n_slices=slab_only(config["slab"]["n_slices"]),
         margin_mm=SBR["hv_margin_mm"],
         exclude_caudate=SBR["hv_exclude_caudate"],
     run:

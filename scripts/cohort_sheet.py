@@ -5,7 +5,7 @@ import json
 import pandas as pd
 
 from datspect import cohort, runlog
-from datspect.tables import write_tsv
+from datspect.tables import read_tsv, write_tsv
 
 log = runlog.to_file(snakemake.log[0])
 name = snakemake.wildcards.cohort
@@ -29,6 +29,10 @@ if snakemake.params.source == "simulate":
             }
         )
     sheet = pd.DataFrame(rows)
+elif snakemake.params.source == "slabs":
+    groups = read_tsv(snakemake.input[0])
+    groups = groups[(groups["cohort"] == name) & groups["group"].notna()]
+    sheet = groups[["subject_id", "image", "label", "group"]].assign(cohort=name)
 else:
     sheet = cohort.read_sheet(snakemake.input[0], name)
     sheet = sheet.rename(columns={"image": "source_image"})

@@ -167,3 +167,12 @@ def test_user_template_on_other_grid_is_resampled(tmp_path, tmpl):
     assert loaded.shape == anatomy.MNI_SHAPE
     np.testing.assert_array_equal(loaded.affine, anatomy.MNI_AFFINE)
     assert register.normalization_qc(loaded, tmpl, min_correlation=0.99)["flag"] == "ok"
+
+
+def test_striatal_label_dice_measures_registration_error_only():
+    assert register.striatal_label_dice(np.eye(4), np.eye(4)) == pytest.approx(1.0)
+    shifted = np.eye(4)
+    shifted[0, 3] = 1.0  # 1 mm off along x
+    assert 0.85 < register.striatal_label_dice(shifted, np.eye(4)) < 0.95
+    shifted[0, 3] = 4.0
+    assert register.striatal_label_dice(shifted, np.eye(4)) < 0.7

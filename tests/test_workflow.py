@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, snakemake
+from conftest import REPO, job_counts, snakemake
 
 BIN = Path(sys.executable).parent
 
@@ -28,17 +27,6 @@ CONTRACT = {
         "p_wilcoxon",
     ],
 }  # fmt: skip
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Parse the 'Job stats' table of a dry run."""
-    block = output.split("Job stats:")[1].split("\n\n")[0]
-    counts = {}
-    for line in block.splitlines():
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if match:
-            counts[match.group(1)] = int(match.group(2))
-    return counts
 
 
 def test_lint_is_clean(tmp_path):

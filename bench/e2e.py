@@ -1,0 +1,113 @@
+"""End-to-end time budget of the default workflow, per stage, from Snakemake's benchmark files.
+
+Runs, in a fresh working directory:
+  1. the whole default workflow (`--cores N`, default 2) and the HTML report, timed;
+  2. a no-change dry run, several times (the median is the "rerun plans in <= 10 s" figure);
+  3. the dry run of a cohort 10x the default (both cohorts' subject counts times 10), timed;
+then sums the `benchmarks/` files (one per job, written by every rule's `benchmark:`) per rule
+into a stage table: jobs, summed job seconds, median seconds per job.
+Usage: .venv/bin/python bench/e2e.py [--workdir bench/out/e2e] [--cores 2] [--skip-run]
+Writes bench/out/e2e.md and bench/out/e2e.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def snakemake(workdir: Path, *args: str, configfiles=(REPO / "config.yaml",)) -> float:
+    """Run Snakemake from the repository; return wall seconds (fails loudly)."""
+    cmd = [SNAKEMAKE, "--directory", str(workdir), "--configfile", *map(str, configfiles), *args]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}")
+    return time.perf_counter() - start
+
+
+def stage_table(workdir: Path) -> pd.DataFrame:
+    """Jobs, summed and median wall seconds per rule from benchmarks/<rule>/...tsv."""
+    rows = []
+    for path in (workdir / "benchmarks").rglob("*.tsv"):
+        rule = path.relative_to(workdir / "benchmarks").parts[0]
+        bench = pd.read_csv(path, sep="\t")
+        rows.append({"rule": rule, "s": float(bench["s"].iloc[-1])})
+    jobs = pd.DataFrame(rows)
+    table = jobs.groupby("rule")["s"].agg(jobs="count", total_s="sum", median_s="median")
+    return table.sort_values("total_s", ascending=False).round(2).reset_index()
+
+
+def tenfold_config(tmp: Path) -> Path:
+    """The default config with every simulated cohort ten times larger."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for cohort in config["cohorts"].values():
+        if cohort["source"] == "simulate":
+            cohort["simulate"]["n_normal"] *= 10
+            cohort["simulate"]["n_reduced"] *= 10
+    path = tmp / "tenfold.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=REPO / "bench/out/e2e")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-run", action="store_true", help="reuse a finished workdir")
+    args = parser.parse_args()
+    out = REPO / "bench/out"
+    out.mkdir(parents=True, exist_ok=True)
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "cores": args.cores,
+    }
+    if not args.skip_run:
+        if args.workdir.exists() and any(args.workdir.iterdir()):
+            raise SystemExit(f"{args.workdir} is not empty: the run must start from scratch")
+        result["run_s"] = snakemake(args.workdir, "--cores", str(args.cores), "--quiet")
+        result["report_s"] = snakemake(args.workdir, "--report", "report.html")
+    result["no_change_dry_run_s"] = [
+        snakemake(args.workdir, "--dry-run", "--quiet") for _ in range(args.repeats)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = tenfold_config(Path(tmp))
+        result["tenfold_dry_run_s"] = snakemake(
+            Path(tmp) / "w", "--dry-run", "--quiet", configfiles=(config,)
+        )
+    stages = stage_table(args.workdir)
+    result["stages"] = stages.to_dict(orient="records")
+    (out / "e2e.json").write_text(json.dumps(result, indent=1) + "\n")
+    lines = [
+        f"# End-to-end run ({result['machine']}, --cores {args.cores}, {result['date']})",
+        "",
+        f"- whole run: {result.get('run_s', float('nan')) / 60:.1f} min; "
+        f"report: {result.get('report_s', float('nan')):.0f} s",
+        f"- no-change dry run: median {statistics.median(result['no_change_dry_run_s']):.1f} s "
+        f"of {args.repeats}",
+        f"- dry run of the 10x cohort: {result['tenfold_dry_run_s']:.0f} s",
+        "",
+        stages.to_markdown(index=False),
+    ]
+    (out / "e2e.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""results/qc/slab_groups.tsv: which slab images belong together, and which are quarantined."""
+
+import pandas as pd
+
+from datspect import runlog, slabs
+from datspect.tables import write_tsv
+
+log = runlog.to_file(snakemake.log[0])
+tables = []
+for cohort, folder in snakemake.params.folders.items():
+    groups, info = slabs.group_slabs(
+        slabs.list_slab_folder(folder, cohort), snakemake.params.null_quantile[cohort]
+    )
+    tables.append(groups.assign(cohort=cohort))
+    log.info("%s: %s", cohort, info)
+write_tsv(pd.concat(tables, ignore_index=True), snakemake.output[0])
