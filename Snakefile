@@ -22,6 +22,7 @@ include: "rules/preprocess.smk"
 include: "rules/sbr.smk"
 include: "rules/cnn.smk"
 include: "rules/evaluate.smk"
+include: "rules/robustness.smk"
 include: "rules/report.smk"
 
 

@@ -155,15 +155,17 @@ def sbr_hv(
 
 def cnn_input(images, cohort, subject_id, kind, n_slices, box_margin_mm, reference, out) -> str:
     """The CNN inputs of one subject: a 2D slab or a 3D striatal box per image setting."""
-    arrays = {}
-    for setting, path in sorted(images.items()):
-        volume = _load_mni(path)
-        if kind == "slab":
-            arrays[setting] = slab.make_slab(volume, n_slices, reference, name=path)
-        else:
-            arrays[setting] = slab.striatal_box(
-                volume, margin_mm=box_margin_mm, reference=reference, name=path
-            )
+    arrays = {
+        setting: slab.cnn_input(
+            _load_mni(path),
+            kind,
+            n_slices=n_slices,
+            box_margin_mm=box_margin_mm,
+            reference=reference,
+            name=path,
+        )
+        for setting, path in sorted(images.items())
+    }
     with imageio.atomic_output(out) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
