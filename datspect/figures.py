@@ -180,8 +180,9 @@ def accuracy_bars(
                 lows.append(mean - sd)
                 if cohort == study_cohort and (method, setting) in study:
                     s_mean, s_sd = study[(method, setting)]
+                    # beside the bar's own SD bar, so the two error bars do not overlap
                     ax.errorbar(
-                        x,
+                        x + 0.25 * width,
                         s_mean,
                         yerr=s_sd,
                         fmt="D",
