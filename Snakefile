@@ -23,6 +23,7 @@ include: "rules/slabs.smk"
 include: "rules/sbr.smk"
 include: "rules/cnn.smk"
 include: "rules/evaluate.smk"
+include: "rules/robustness.smk"
 include: "rules/report.smk"
 
 

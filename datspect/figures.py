@@ -38,6 +38,11 @@ LABEL_NAMES = {0: "normal", 1: "reduced"}
 SETTING_COLORS = {"original": "#0072B2", "smoothed": "#E69F00", "mixed": "#009E73"}
 SETTING_LINESTYLES = {"original": "-", "smoothed": "--", "mixed": ":"}
 LABEL_COLORS = {0: "#999999", 1: "#CC79A7"}
+# Methods (figures where settings are panels): Okabe-Ito, with markers so they survive greyscale.
+# Warm colours for the SBR methods, blue for the CNN; hatches and markers tell the SBRs apart.
+METHOD_COLORS = {"sbr_aal": "#D55E00", "sbr_hv": "#E69F00", "cnn": "#0072B2"}
+METHOD_MARKERS = {"sbr_aal": "o", "sbr_hv": "s", "cnn": "D"}
+METHOD_HATCHES = {"sbr_aal": "", "sbr_hv": "//", "cnn": ""}
 COHORT_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00")
 OUTLINE_COLOR = "#E69F00"
 STUDY_LABEL = "study (mean ± SD)"
@@ -175,8 +180,9 @@ def accuracy_bars(
                 lows.append(mean - sd)
                 if cohort == study_cohort and (method, setting) in study:
                     s_mean, s_sd = study[(method, setting)]
+                    # beside the bar's own SD bar, so the two error bars do not overlap
                     ax.errorbar(
-                        x,
+                        x + 0.25 * width,
                         s_mean,
                         yerr=s_sd,
                         fmt="D",
@@ -559,13 +565,16 @@ def qc_mosaic(
 def training_curves(
     histories: Mapping[tuple[str, int], pd.DataFrame], out, *, dpi: int = DPI
 ) -> Figure:
-    """Validation loss (top) and accuracy (bottom) per epoch; one panel column per setting.
+    """Loss (top: validation solid, training dashed) and validation accuracy (bottom) per epoch.
+
+    One panel column per setting.  The training loss is the mean over the epoch's augmented
+    batches with dropout on, so it can lie above the validation loss.
 
     Parameters
     ----------
     histories : mapping
         ``{(setting, split): history}``, each history with ``epoch, val_loss, val_accuracy``
-        (the CNN's ``history.tsv``).
+        and optionally ``train_loss`` (the CNN's ``history.tsv``).
     out : str or Path
         The PNG to write.
     dpi : int
@@ -589,10 +598,20 @@ def training_curves(
         for split, history in runs:
             for ax, col in zip(axes[:, j], ("val_loss", "val_accuracy"), strict=True):
                 ax.plot(history["epoch"], history[col], color=color, alpha=0.7, gid=str(split))
+            if "train_loss" in history:
+                axes[0, j].plot(
+                    history["epoch"],
+                    history["train_loss"],
+                    color=color,
+                    alpha=0.5,
+                    linestyle="--",
+                    linewidth=1.0,
+                    gid=f"train:{split}",
+                )
         axes[0, j].set_title(f"trained on {setting} ({len(runs)} splits)")
         axes[1, j].set_xlabel("Epoch")
         axes[1, j].xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0, 0].set_ylabel("Validation loss\n(weighted cross-entropy)")
+    axes[0, 0].set_ylabel("Loss (weighted cross-entropy)\nsolid: validation, dashed: training")
     axes[1, 0].set_ylabel("Validation accuracy\n(fraction correct)")
     fig.suptitle("CNN training: one line per split")
     _save(fig, out, dpi)
@@ -683,6 +702,228 @@ def normalization_qc_summary(
     ax_r.set_ylabel("Images (count)")
     ax_r.set_title("Similarity to the template\n(every normalized image)")
     fig.suptitle("Spatial normalization QC")
+    _save(fig, out, dpi)
+    return fig
+
+
+METRIC_NAMES = {
+    "accuracy": "accuracy",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
+    "auc": "AUC",
+}
+
+
+@_styled
+def independent_results(
+    per_split: pd.DataFrame,
+    predictions: pd.DataFrame,
+    out,
+    *,
+    cohorts: Sequence[str],
+    development: str,
+    setting: str = "mixed",
+    grid_points: int = 201,
+    dpi: int = DPI,
+) -> Figure:
+    """The independent cohorts scored by one setting's models: metrics (left) and ROC (right).
+
+    Left: accuracy, sensitivity, specificity and AUC per method (bars: mean ± SD over splits);
+    white diamonds give the same models on the development cohort's test parts, so the bars
+    show what carries over to another camera and population.  Right: ROC per method, averaged
+    over splits as in :func:`roc_curves`.  One row per independent cohort.
+
+    Parameters
+    ----------
+    per_split : pandas.DataFrame
+        ``per_split.tsv``: ``cohort, method, setting, split`` and the metric columns.
+    predictions : pandas.DataFrame
+        Scored images: ``cohort, method, setting, split, label, score_reduced``.
+    out : str or Path
+        The PNG to write.
+    cohorts : sequence of str
+        The independent cohorts (one row each).
+    development : str
+        The development cohort (its values are the diamonds).
+    setting : str
+        Whose models scored the independent cohorts (the study: ``mixed``).
+    grid_points : int
+        Points of the ROC's false-positive-rate grid.
+    dpi : int
+        Resolution of the PNG.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Bars have the gid ``bars:<method>``, ROC lines ``roc:<method>``.
+    """
+    if not cohorts:
+        raise InputError("cohorts: no independent cohort given; the figure needs at least one")
+    metric_cols = list(METRIC_NAMES)
+    _require(per_split, ["cohort", "method", "setting", "split", *metric_cols], "per_split")
+    _require(predictions, ["cohort", "method", "setting", "split", "label"], "predictions")
+    scored = per_split[per_split["setting"] == setting]
+    stats = scored.groupby(["cohort", "method"])[metric_cols].agg(["mean", "std", "count"])
+    grid = np.linspace(0.0, 1.0, grid_points)
+    fig = _new_figure(11.0, 0.9 + 4.2 * len(cohorts))
+    axes = fig.subplots(len(cohorts), 2, squeeze=False, width_ratios=[1.5, 1.0])
+    for row, cohort in enumerate(cohorts):
+        rows = _cohort_rows(scored, cohort, f"per_split ({setting} setting)")
+        methods = _ordered(rows["method"], METHODS)
+        width = 0.8 / len(methods)
+        ax = axes[row, 0]
+        for i, method in enumerate(methods):
+            x = np.arange(len(metric_cols)) + (i - (len(methods) - 1) / 2) * width
+            mean = [stats.loc[(cohort, method), (m, "mean")] for m in metric_cols]
+            n = stats.loc[(cohort, method), (metric_cols[0], "count")]
+            sd = [stats.loc[(cohort, method), (m, "std")] if n > 1 else 0.0 for m in metric_cols]
+            ax.bar(
+                x,
+                mean,
+                width * 0.92,
+                yerr=sd,
+                capsize=3,
+                color=METHOD_COLORS.get(method, "#999999"),
+                hatch=METHOD_HATCHES.get(method, ""),
+                edgecolor="white",
+                label=METHOD_NAMES.get(method, method),
+                error_kw={"elinewidth": 1.0, "ecolor": "black"},
+                gid=f"bars:{method}",
+            )
+            if (development, method) in stats.index:
+                dev = [stats.loc[(development, method), (m, "mean")] for m in metric_cols]
+                ax.plot(
+                    x,
+                    dev,
+                    "D",
+                    markerfacecolor="white",
+                    markeredgecolor="black",
+                    markersize=5,
+                    linestyle="none",
+                    label=f"same models on the {development} test parts",
+                    zorder=3,
+                )
+        ax.set_xticks(range(len(metric_cols)), [METRIC_NAMES[m] for m in metric_cols])
+        ax.set_ylim(0, 1.0)
+        ax.set_ylabel("Fraction (AUC: area)\nmean ± SD over splits")
+        n_splits = rows["split"].nunique()
+        ax.set_title(f"{cohort}: {setting}-trained models of {n_splits} splits")
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles, strict=True))
+        order = sorted(unique, key=lambda k: k.startswith("same models"))  # bars, then diamonds
+        ax.legend(
+            [unique[k] for k in order],
+            order,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.1),
+            ncols=len(order),
+            frameon=False,
+        )
+
+        ax = axes[row, 1]
+        ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="chance")
+        images = predictions[
+            (predictions["cohort"] == cohort) & (predictions["setting"] == setting)
+        ]
+        for method in _ordered(images["method"], METHODS):
+            roc = _mean_roc(images[images["method"] == method], grid)
+            if roc is None:
+                continue
+            mean, sd, aucs = roc
+            color = METHOD_COLORS.get(method, "#999999")
+            auc_mean, auc_sd = _mean_sd(aucs)
+            name = f"{METHOD_NAMES.get(method, method)}: AUC {auc_mean:.3f} ± {auc_sd:.3f}"
+            ax.plot(grid, mean, color=color, linewidth=1.8, label=name, gid=f"roc:{method}")
+            ax.fill_between(
+                grid, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1), color=color, alpha=0.15
+            )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_aspect("equal")
+        ax.set_xlabel("False-positive rate (1 − specificity)")
+        ax.set_ylabel("True-positive rate (sensitivity)")
+        ax.set_title(f"ROC on {cohort}: mean over splits (band ± 1 SD)")
+        ax.legend(loc="lower right", framealpha=0.9)
+    fig.suptitle(f"Independent cohort{'s' if len(cohorts) > 1 else ''}: the models of every split")
+    _save(fig, out, dpi)
+    return fig
+
+
+@_styled
+def robustness_curve(
+    table: pd.DataFrame,
+    out,
+    *,
+    setting_fwhm_mm: float | None = None,
+    dpi: int = DPI,
+) -> Figure:
+    """Test accuracy against extra smoothing of the test scans; one panel per training setting.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``robustness.tsv``: ``fwhm, method, trained_setting, split, accuracy``.
+    out : str or Path
+        The PNG to write.
+    setting_fwhm_mm : float, optional
+        The ``smoothed`` setting's extra FWHM, marked by a vertical line (the resolution the
+        mixed-trained models have seen).
+    dpi : int
+        Resolution of the PNG.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One line per method (gid ``<setting>:<method>``): mean ± SD over splits.
+    """
+    _require(table, ["fwhm", "method", "trained_setting", "split", "accuracy"], "robustness")
+    if table.empty:
+        raise InputError("robustness: the table is empty; run the robustness rules first")
+    settings = _ordered(table["trained_setting"], SETTINGS)
+    stats = table.groupby(["trained_setting", "method", "fwhm"])["accuracy"].agg(
+        ["mean", "std", "count"]
+    )
+    levels = sorted(table["fwhm"].unique())
+    fig = _new_figure(max(5.0, 4.6 * len(settings)), 4.6)
+    axes = fig.subplots(1, len(settings), sharey=True, squeeze=False)[0]
+    for ax, setting in zip(axes, settings, strict=True):
+        rows = table[table["trained_setting"] == setting]
+        if setting_fwhm_mm is not None:
+            ax.axvline(
+                setting_fwhm_mm,
+                color="#999999",
+                linestyle=":",
+                linewidth=1.2,
+                label=f"smoothed setting ({setting_fwhm_mm:g} mm)",
+            )
+        methods = _ordered(rows["method"], METHODS)
+        for k, method in enumerate(methods):
+            part = stats.loc[(setting, method)]
+            sd = np.where(part["count"] > 1, part["std"].fillna(0.0), 0.0)
+            # a small horizontal offset per method keeps overlapping error bars apart
+            offset = (k - (len(methods) - 1) / 2) * 0.3
+            ax.errorbar(
+                part.index.to_numpy(dtype=float) + offset,
+                part["mean"].to_numpy(dtype=float),
+                yerr=sd,
+                color=METHOD_COLORS.get(method, "#999999"),
+                marker=METHOD_MARKERS.get(method, "o"),
+                markersize=5,
+                capsize=3,
+                linewidth=1.6,
+                label=METHOD_NAMES.get(method, method),
+                gid=f"{setting}:{method}",
+            )
+        n_splits = rows["split"].nunique()
+        ax.set_title(f"trained on {setting} ({n_splits} splits)")
+        ax.set_xticks(levels, [f"{v:g}" for v in levels])
+        ax.set_xlabel("Extra smoothing of the test scans, FWHM (mm)")
+    low = float((stats["mean"] - stats["std"].fillna(0.0)).min())
+    axes[0].set_ylim(max(0.0, math.floor((low - 0.05) * 10) / 10), 1.0)
+    axes[0].set_ylabel("Test accuracy (fraction correct)\nmean ± SD over splits")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
+    fig.suptitle("Robustness to resolution: development test parts smoothed further")
     _save(fig, out, dpi)
     return fig
 

@@ -230,3 +230,20 @@ def striatal_box(
             "spatial normalization"
         )
     return box.astype(np.float32)
+
+
+def cnn_input(
+    volume,
+    kind: str = "slab",
+    *,
+    n_slices: int = 5,
+    box_margin_mm: float = 8.0,
+    reference: str = "brain_without_striatum",
+    name: str = "volume",
+) -> np.ndarray:
+    """The CNN input of ``cnn.input`` kind: :func:`make_slab` (``slab``) or :func:`striatal_box`."""
+    if kind == "slab":
+        return make_slab(volume, n_slices, reference, name=name)
+    if kind == "box":
+        return striatal_box(volume, margin_mm=box_margin_mm, reference=reference, name=name)
+    raise InputError(f"cnn.input: {kind!r} is not a CNN input kind; use 'slab' or 'box'")

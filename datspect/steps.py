@@ -193,15 +193,18 @@ def cnn_input(images, cohort, subject_id, kind, n_slices, box_margin_mm, referen
     """The CNN inputs of one subject: a 2D slab or a 3D striatal box per image setting."""
     arrays = {}
     for setting, path in sorted(images.items()):
-        volume = _load_grid(path)
-        if volume.ndim == 2:  # a slab cohort: scale by the slab's own reference mean
-            ref = sbr.slab_reference_mean(volume, n_slices=n_slices, reference=reference, name=path)
-            arrays[setting] = (volume / ref).astype(np.float32)
-        elif kind == "slab":
-            arrays[setting] = slab.make_slab(volume, n_slices, reference, name=path)
+        image = _load_grid(path)
+        if image.ndim == 2:  # a slab cohort: scale by the slab's own reference mean
+            ref = sbr.slab_reference_mean(image, n_slices=n_slices, reference=reference, name=path)
+            arrays[setting] = (image / ref).astype(np.float32)
         else:
-            arrays[setting] = slab.striatal_box(
-                volume, margin_mm=box_margin_mm, reference=reference, name=path
+            arrays[setting] = slab.cnn_input(
+                image,
+                kind,
+                n_slices=n_slices,
+                box_margin_mm=box_margin_mm,
+                reference=reference,
+                name=path,
             )
     with imageio.atomic_output(out) as tmp:
         with open(tmp, "wb") as handle:

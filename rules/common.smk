@@ -202,6 +202,8 @@ def all_targets():
         expand("results/figures/qc_mosaic_{cohort}.png", cohort=VOLUME_COHORTS),
         ["results/qc/slab_groups.tsv"] if SLAB_FOLDERS else [],
         ["results/qc/leakage.tsv"] if is_slab_cohort(DEV) else [],
+        robustness_targets(),
+        expand("results/report/{table}.html", table=report_tables()),
     ]
 
 
@@ -246,3 +248,61 @@ def mosaic_images(cohort):
         f"preprocessed/{cohort}/{s}/original_mni.nii.gz"
         for s in mosaic_subjects(cohort)
     ]
+
+
+# Robustness to extra smoothing (rules/robustness.smk): levels as they appear in file names,
+# the trained settings scored, and each split's models.
+ROBUSTNESS_FWHM = [float(f) for f in config["evaluation"]["robustness_fwhm_mm"]]
+ROBUSTNESS_SETTINGS = [s for s in ("original", "mixed") if s in SETTINGS]
+
+
+def robustness_enabled():
+    """Robustness smooths 3D normalized images: not for a development cohort of 2D slabs."""
+    return bool(ROBUSTNESS_FWHM and ROBUSTNESS_SETTINGS) and not is_slab_cohort(DEV)
+
+
+def robustness_levels():
+    return [f"{f:g}" for f in ROBUSTNESS_FWHM]
+
+
+def robustness_cutoff_keys():
+    return [(m, s) for m in METHODS if m != "cnn" for s in ROBUSTNESS_SETTINGS]
+
+
+def robustness_cnn_settings():
+    return ROBUSTNESS_SETTINGS if "cnn" in METHODS else []
+
+
+def robustness_split_inputs(wildcards):
+    level = "results/robustness/fwhm-{fwhm}/{name}"
+    model = "results/models/{m}/{s}/split-{k}/{name}"
+    return {
+        "sbr": expand(level, fwhm=robustness_levels(), name="sbr.tsv"),
+        "cnn_inputs": expand(level, fwhm=robustness_levels(), name="cnn_inputs.npz"),
+        "cutoffs": [
+            model.format(m=m, s=s, k=wildcards.split, name="cutoff.json")
+            for m, s in robustness_cutoff_keys()
+        ],
+        "models": [
+            model.format(m="cnn", s=s, k=wildcards.split, name="model.pt")
+            for s in robustness_cnn_settings()
+        ],
+    }
+
+
+def robustness_targets():
+    if not robustness_enabled():
+        return []
+    return ["results/metrics/robustness.tsv", "results/figures/robustness.png"]
+
+
+# Tables the report shows as HTML pages (see report.smk), name -> page title.
+REPORT_TABLES = {
+    "summary": "Metrics per cohort, method and setting: mean and SD over splits",
+    "paired_tests": "Paired comparisons of settings and methods over splits",
+    "robustness": "Accuracy on test scans smoothed with extra FWHM, per split",
+}
+
+
+def report_tables():
+    return [t for t in REPORT_TABLES if t != "robustness" or robustness_enabled()]

@@ -8,7 +8,7 @@ rule figures:
         per_split=rules.metrics.output.per_split,
         predictions=rules.metrics.output.predictions,
         sbr=rules.sbr_table.output[0],
-        qc=rules.normalization_qc_all.output[0],
+        qc=["results/qc/normalization.tsv"] if VOLUME_COHORTS else [],
         histories=cnn_histories,
     output:
         accuracy=report(
@@ -22,6 +22,16 @@ rule figures:
         ),
         sbr=report(
             f"{FIG}/sbr_distributions.png", caption="../report/sbr.rst", category="SBR"
+        ),
+        sbr_hv=report(
+            f"{FIG}/sbr_distributions_hv.png",
+            caption="../report/sbr_hv.rst",
+            category="SBR",
+        ),
+        independent=report(
+            f"{FIG}/independent.png",
+            caption="../report/independent.rst",
+            category="Independent cohort",
         ),
         qc=report(
             f"{FIG}/normalization_qc.png",
@@ -42,6 +52,7 @@ rule figures:
         runtime=10,
     params:
         development=DEV,
+        independent=independent_cohorts(),
         dpi=150,
         min_correlation=config["preprocess"]["qc_min_correlation"],
         max_centroid_error_mm=config["preprocess"]["qc_max_centroid_error_mm"],
@@ -71,3 +82,52 @@ rule qc_mosaic:
         n_slices=config["slab"]["n_slices"],
     script:
         "../scripts/qc_mosaic.py"
+
+
+rule robustness_figure:
+    input:
+        "results/metrics/robustness.tsv",
+    output:
+        report(
+            f"{FIG}/robustness.png",
+            caption="../report/robustness.rst",
+            category="Robustness",
+        ),
+    log:
+        "logs/robustness_figure/robustness.log",
+    conda:
+        "../envs/datspect.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        setting_fwhm_mm=config["preprocess"]["smooth_fwhm_mm"],
+        dpi=150,
+    script:
+        "../scripts/robustness_figure.py"
+
+
+# The report shows HTML inline but a .tsv only as a download: each summary table once more as
+# an HTML page.
+rule report_table:
+    input:
+        "results/metrics/{table}.tsv",
+    output:
+        report(
+            "results/report/{table}.html",
+            caption="../report/tables.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/report_table/{table}.log",
+    wildcard_constraints:
+        table="summary|paired_tests|robustness",
+    conda:
+        "../envs/datspect.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        title=lambda w: REPORT_TABLES[w.table],
+    script:
+        "../scripts/report_table.py"

@@ -10,21 +10,44 @@ out = snakemake.output
 p = snakemake.params
 per_split = read_tsv(snakemake.input.per_split)
 predictions = read_tsv(snakemake.input.predictions)
-development = snakemake.params.development
+development = p.development
 
 figures.accuracy_bars(per_split, out.accuracy, study_cohort=development, dpi=p.dpi)
 figures.roc_curves(predictions, out.roc, development, dpi=p.dpi)
 figures.confusion_matrices(predictions, out.confusion, development, dpi=p.dpi)
-figures.sbr_distributions(
-    read_tsv(snakemake.input.sbr), predictions, out.sbr, cohort=development, dpi=p.dpi
-)
-figures.normalization_qc_summary(
-    read_tsv(snakemake.input.qc),
-    out.qc,
-    min_correlation=p.min_correlation,
-    max_centroid_error_mm=p.max_centroid_error_mm,
-    dpi=p.dpi,
-)
+sbr = read_tsv(snakemake.input.sbr)
+for method, path in (("sbr_aal", out.sbr), ("sbr_hv", out.sbr_hv)):
+    if method in set(predictions["method"]):
+        figures.sbr_distributions(
+            sbr, predictions, path, cohort=development, method=method, dpi=p.dpi
+        )
+    else:
+        figures.placeholder(path, f"no {method} in this run (see config key methods)", dpi=p.dpi)
+scored = set(per_split.loc[per_split["setting"] == "mixed", "cohort"])
+independent = [c for c in p.independent if c in scored]
+if independent:
+    figures.independent_results(
+        per_split,
+        predictions,
+        out.independent,
+        cohorts=independent,
+        development=development,
+        dpi=p.dpi,
+    )
+else:
+    figures.placeholder(
+        out.independent, "no independent cohort scored (needs one and the mixed setting)", dpi=p.dpi
+    )
+if snakemake.input.qc:
+    figures.normalization_qc_summary(
+        read_tsv(snakemake.input.qc[0]),
+        out.qc,
+        min_correlation=p.min_correlation,
+        max_centroid_error_mm=p.max_centroid_error_mm,
+        dpi=p.dpi,
+    )
+else:  # slab cohorts only: nothing was normalized
+    figures.placeholder(out.qc, "no spatial normalization in this run (2D slab cohort)", dpi=p.dpi)
 histories = {
     (Path(h).parent.parent.name, int(Path(h).parent.name.split("-")[1])): read_tsv(h)
     for h in snakemake.input.histories

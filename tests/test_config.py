@@ -42,6 +42,13 @@ def test_defaults_are_filled_from_the_schema(default_config):
     }
 
 
+def test_robustness_levels_default_from_the_schema(default_config):
+    config = copy.deepcopy(default_config)
+    del config["evaluation"]
+    validated(config)
+    assert config["evaluation"] == {"robustness_fwhm_mm": [0, 6, 12, 18, 24]}
+
+
 def _set(config, dotted, value):
     *parents, last = dotted.split(".")
     node = config
@@ -67,6 +74,8 @@ def _set(config, dotted, value):
         ("methods", ["sbr_aal", "svm"], r"methods.1.*'svm'"),
         ("cohorts.ppmi.role", "training", r"cohorts.ppmi.role.*'training'"),
         ("cohorts.ppmi.simulate.n_normal", KeyError, r"cohorts.ppmi.simulate.*n_normal"),
+        ("evaluation.robustness_fwhm_mm", [0, -6], r"evaluation.robustness_fwhm_mm.1.*-6"),
+        ("evaluation.robustness_fwhm_mm", [6, 6], r"evaluation.robustness_fwhm_mm.*unique"),
     ],
 )
 def test_schema_errors_name_the_key(default_config, key, value, message):

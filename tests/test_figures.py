@@ -181,7 +181,14 @@ def test_training_curves_one_line_per_split(tmp_path):
     fig = figures.training_curves(histories, out)
     _check_png(out)
     assert len(fig.axes) == 6
-    assert all(len(ax.lines) == len(SPLITS) for ax in fig.axes)
+    loss, accuracy = fig.axes[:3], fig.axes[3:]
+    # validation (gid = split) and training (gid = train:split) loss per split; accuracy only
+    assert all(
+        sorted(line.get_gid() for line in ax.lines)
+        == sorted([str(k) for k in SPLITS] + [f"train:{k}" for k in SPLITS])
+        for ax in loss
+    )
+    assert all(len(ax.lines) == len(SPLITS) for ax in accuracy)
 
 
 def test_normalization_qc_summary(tmp_path):
@@ -217,3 +224,80 @@ def test_normalization_qc_summary(tmp_path):
         qc.assign(centroid_error_mm=np.nan), out, min_correlation=0.8, max_centroid_error_mm=4.0
     )
     _check_png(out)
+
+
+def test_independent_results_bars_and_roc_per_method(tmp_path, predictions, per_split):
+    metrics = per_split.assign(sensitivity=0.8, specificity=0.7, auc=0.9)
+    out = tmp_path / "independent.png"
+    fig = figures.independent_results(
+        metrics, predictions, out, cohorts=["clinical"], development="ppmi"
+    )
+    _check_png(out)
+    bars, roc = fig.axes[:2]
+    assert bars.get_title() == "clinical: mixed-trained models of 3 splits"
+    for method in figures.METHODS:
+        heights = [p.get_height() for p in bars.patches if p.get_gid() == f"bars:{method}"]
+        rows = metrics[(metrics["cohort"] == "clinical") & (metrics["method"] == method)]
+        expected = [rows["accuracy"].mean(), 0.8, 0.7, 0.9]
+        np.testing.assert_allclose(heights, expected)
+    assert {line.get_gid() for line in roc.lines} >= {f"roc:{m}" for m in figures.METHODS}
+    # the development cohort's values of the same (mixed) models are the white diamonds
+    diamonds = [line for line in bars.lines if line.get_marker() == "D"]
+    dev = metrics[(metrics["cohort"] == "ppmi") & (metrics["setting"] == "mixed")]
+    assert diamonds[0].get_ydata()[0] == pytest.approx(
+        dev.loc[dev["method"] == "sbr_aal", "accuracy"].mean()
+    )
+    with pytest.raises(InputError, match="no rows for cohort 'elsewhere'"):
+        figures.independent_results(
+            metrics, predictions, out, cohorts=["elsewhere"], development="ppmi"
+        )
+
+
+def test_robustness_curve_mean_and_sd_over_splits(tmp_path):
+    rows = []
+    for setting, slope in (("original", -0.02), ("mixed", -0.002)):
+        for method in figures.METHODS:
+            for split in SPLITS:
+                for fwhm in (0.0, 6.0, 12.0):
+                    accuracy = 0.95 + slope * fwhm + 0.01 * split
+                    rows.append(
+                        {
+                            "fwhm": fwhm,
+                            "method": method,
+                            "trained_setting": setting,
+                            "split": split,
+                            "accuracy": accuracy,
+                        }
+                    )
+    table = pd.DataFrame(rows)
+    out = tmp_path / "robustness.png"
+    fig = figures.robustness_curve(table, out, setting_fwhm_mm=18.0)
+    _check_png(out)
+    panels = fig.axes[:2]
+    assert [ax.get_title() for ax in panels] == [
+        "trained on original (3 splits)",
+        "trained on mixed (3 splits)",
+    ]
+    for ax, slope in zip(panels, (-0.02, -0.002), strict=True):
+        line = next(
+            line for line in ax.lines if line.get_gid() == f"{ax.get_title().split()[2]}:cnn"
+        )
+        np.testing.assert_allclose(line.get_ydata(), 0.96 + slope * np.array([0.0, 6.0, 12.0]))
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["smoothed setting (18 mm)", "AAL-SBR", "HV-SBR", "CNN"]
+    with pytest.raises(InputError, match="missing column"):
+        figures.robustness_curve(table.drop(columns="fwhm"), out)
+
+
+@pytest.mark.workflow
+def test_small_run_makes_every_figure(small_run):
+    from test_report import FIGURES
+
+    for path in FIGURES:
+        png = small_run / path
+        assert png.is_file(), f"{path} was not made"
+        assert png.stat().st_size > 20_000, f"{path} is too small to hold a figure"
+        with Image.open(png) as img:
+            assert img.format == "PNG" and min(img.size) >= 300, path
+            # more than a blank canvas: many distinct colours
+            assert len(img.convert("RGB").getcolors(maxcolors=1_000_000) or []) > 50, path
