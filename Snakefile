@@ -23,6 +23,7 @@ include: "rules/sbr.smk"
 include: "rules/cnn.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/export.smk"
 
 
 rule all:

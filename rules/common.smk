@@ -151,7 +151,22 @@ def all_targets():
         expand("data/{cohort}/cohort.tsv", cohort=list(COHORTS)),
         rules.figures.output,
         expand("results/figures/qc_mosaic_{cohort}.png", cohort=list(COHORTS)),
+        *export_targets(),
     ]
+
+
+def export_targets():
+    """The exported model and the CNN saliency figure, when the run has what they are made of."""
+    if (
+        "mixed" not in SETTINGS
+        or "cnn" not in METHODS
+        or config["cnn"]["input"] != "slab"
+    ):
+        return []
+    targets = ["results/figures/cnn_saliency.png"]
+    if {"sbr_aal", "sbr_hv"} <= set(METHODS):
+        targets.append("results/model/manifest.json")
+    return targets
 
 
 def independent_cohorts():
