@@ -179,9 +179,12 @@ def classify_scan(
         mni, model.template, min_correlation=cfg["preprocess"]["qc_min_correlation"]
     )
     volume = np.asarray(mni.dataobj, dtype=np.float32)
-    slab2d = slab.make_slab(volume, cfg["slab"]["n_slices"], cfg["sbr"]["reference"], name=name)
+    n_slices, reference = cfg["slab"]["n_slices"], cfg["sbr"]["reference"]
     row = {"scan": name, "status": "classified", "note": "", "qc_correlation": qc["correlation"]}
     if qc["flag"] != "ok":
+        # Shown on the page only; a misregistered scan may have no usable reference region.
+        slab2d = slab.project_to_slab(volume, n_slices)
+        slab2d = slab2d / max(float(slab2d.max()), 1e-12)
         row["status"] = "qc_failed"
         row["note"] = (
             f"normalization QC failed: correlation with the template {qc['correlation']:.3f} "
@@ -189,6 +192,7 @@ def classify_scan(
             "check that the file is a DaTscan SPECT with a correct orientation header"
         )
         return ScanResult(row=row, slab=slab2d)
+    slab2d = slab.make_slab(volume, n_slices, reference, name=name)
     row |= measure_sbr(model, volume, name)
     nets = [net for _, net in model.cnns]
     probabilities = np.array([float(predict(net, [slab2d], device="cpu")[0]) for net in nets])

@@ -331,7 +331,7 @@ def classification_page(result, model, out, *, title: str, dpi: int = 100) -> Fi
         image,
         cax=fig.add_axes((0.14, 0.455, 0.29, 0.012)),
         orientation="horizontal",
-        label="Intensity / reference mean",
+        label="Intensity / reference mean" if result.classified else "Intensity / maximum",
     )
     if result.classified:
         ax_sal = fig.add_axes((0.59, 0.52, 0.37, 0.28), sharex=ax_slab, sharey=ax_slab)
