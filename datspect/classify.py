@@ -141,9 +141,7 @@ def cnn_fields(probabilities: np.ndarray) -> dict:
     }
 
 
-def classify_scan(
-    path, model: export.ExportedModel, *, threads: int = 1, saliency_steps: int | None = None
-) -> ScanResult:
+def classify_scan(path, model: export.ExportedModel, *, threads: int = 1) -> ScanResult:
     """Normalize, QC, measure and classify one scan.
 
     Parameters
@@ -154,8 +152,6 @@ def classify_scan(
         From :func:`datspect.export.load_model`.
     threads : int
         Registration threads.
-    saliency_steps : int, optional
-        Integrated-gradients steps (default :data:`datspect.cnn.saliency.STEPS`).
 
     Returns
     -------
@@ -197,8 +193,7 @@ def classify_scan(
     nets = [net for _, net in model.cnns]
     probabilities = np.array([float(predict(net, [slab2d], device="cpu")[0]) for net in nets])
     row |= cnn_fields(probabilities)
-    steps = saliency_steps or saliency.STEPS
-    attribution = saliency.ensemble_saliency(nets, slab2d, steps=steps)
+    attribution = saliency.ensemble_saliency(nets, slab2d)
     return ScanResult(row=row, slab=slab2d, probabilities=probabilities, saliency=attribution)
 
 

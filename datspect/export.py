@@ -162,18 +162,23 @@ def export_model(
     from datspect.cnn.checkpoint import load_checkpoint
 
     out_dir = Path(out_dir)
-    files: dict[str, Path] = {}
-    models, arch, input_spec = [], None, None
-    for split in sorted(weights):
-        model, meta = load_checkpoint(weights[split])
-        if arch is None:
-            arch, input_spec = meta["arch"], meta["input"]
-        elif (meta["arch"], meta["input"]) != (arch, input_spec):
+    checkpoints = {split: load_checkpoint(weights[split]) for split in sorted(weights)}
+    first = min(checkpoints)
+    arch, input_spec = checkpoints[first][1]["arch"], checkpoints[first][1]["input"]
+    for split, (_, meta) in checkpoints.items():
+        if (meta["arch"], meta["input"]) != (arch, input_spec):
             raise InputError(
-                f"{weights[split]}: architecture or input differs from split "
-                f"{min(weights)}; all mixed-setting models must come from one config: rerun "
-                "the CNN trainings"
+                f"{weights[split]}: architecture or input differs from split {first}; all "
+                "mixed-setting models must come from one config: rerun the CNN trainings"
             )
+    if input_spec["type"] != "slab":
+        raise InputError(
+            f"cnn.input: the export and classify support the 2D slab input, not "
+            f"{input_spec['type']!r}; set cnn.input: slab"
+        )
+    files: dict[str, Path] = {}
+    models = []
+    for split, (model, meta) in checkpoints.items():
         rel = f"cnn/split-{split}.safetensors"
         _save_safetensors(model.state_dict(), out_dir / rel, {"split": split, "setting": SETTING})
         files[rel] = out_dir / rel
@@ -186,11 +191,9 @@ def export_model(
                 "n_parameters": meta["n_parameters"],
             }
         )
-    if input_spec["type"] != "slab":
-        raise InputError(
-            f"cnn.input: the export and classify support the 2D slab input, not "
-            f"{input_spec['type']!r}; set cnn.input: slab"
-        )
+    for stale in (out_dir / "cnn").glob("split-*.safetensors"):  # from an export with more splits
+        if f"cnn/{stale.name}" not in files:
+            stale.unlink()
 
     rows = []
     for method in sorted(cutoffs):
@@ -341,7 +344,6 @@ def load_model(path) -> ExportedModel:
         As :func:`read_manifest`, or when the installed atlas gives other AAL labels on the MNI
         grid than the one the model was exported with.
     """
-    import torch
     from safetensors.torch import load_file
 
     from datspect.cnn.model import build_model
@@ -359,7 +361,7 @@ def load_model(path) -> ExportedModel:
     for entry in cnn["models"]:
         model = build_model(cnn["arch"], cnn["input"]["shape"])
         model.load_state_dict(load_file(str(path / entry["file"])), strict=True)
-        cnns.append((int(entry["split"]), model.to(torch.device("cpu")).eval()))
+        cnns.append((int(entry["split"]), model.eval()))
     template = nib.load(path / manifest["template"])
     template = nib.Nifti1Image(np.asarray(template.dataobj, dtype=np.float32), template.affine)
     return ExportedModel(
