@@ -176,6 +176,26 @@ def estimate_transform(
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous_threads)
 
 
+def estimate_from_config(
+    moving: nib.Nifti1Image, template: nib.Nifti1Image, registration: dict, *, seed: int, threads=1
+) -> np.ndarray:
+    """:func:`estimate_transform` with the config's ``preprocess.registration`` section.
+
+    The workflow's normalize step and the ``classify`` command both call this, so a scan is
+    registered the same way in both.
+    """
+    return estimate_transform(
+        moving,
+        template,
+        stages=tuple(registration["stages"]),
+        sampling=registration["sampling"],
+        iterations=registration["iterations"],
+        shrink=tuple(registration["shrink"]),
+        seed=int(seed),
+        threads=int(threads),
+    )
+
+
 def _run_stage(fixed, moving, tx, shrink, sampling, iterations, seed, threads):
     """One single-level registration stage; returns the optimised transform."""
     import SimpleITK as sitk

@@ -73,15 +73,8 @@ def normalize(
     """Estimate the transform on the original scan; apply it to both images; QC both."""
     tmpl = nib.load(template)
     orig = imageio.load_scan(original)
-    native_from_mni = register.estimate_transform(
-        orig,
-        tmpl,
-        stages=tuple(registration["stages"]),
-        sampling=registration["sampling"],
-        iterations=registration["iterations"],
-        shrink=tuple(registration["shrink"]),
-        seed=int(seed),
-        threads=int(threads),
+    native_from_mni = register.estimate_from_config(
+        orig, tmpl, registration, seed=seed, threads=threads
     )
     qc = {}
     for setting, source, out in (

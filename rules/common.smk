@@ -204,7 +204,23 @@ def all_targets():
         ["results/qc/leakage.tsv"] if is_slab_cohort(DEV) else [],
         robustness_targets(),
         expand("results/report/{table}.html", table=report_tables()),
+        *export_targets(),
     ]
+
+
+def export_targets():
+    """The exported model and the CNN saliency figure, when the run has what they are made of."""
+    if (
+        "mixed" not in SETTINGS
+        or "cnn" not in METHODS
+        or config["cnn"]["input"] != "slab"
+    ):
+        return []
+    targets = ["results/figures/cnn_saliency.png"]
+    # `classify` normalizes 3D scans: models trained on published 2D slabs are not exported.
+    if {"sbr_aal", "sbr_hv"} <= set(METHODS) and not is_slab_cohort(DEV):
+        targets.append("results/model/manifest.json")
+    return targets
 
 
 def independent_cohorts():
