@@ -172,7 +172,10 @@ def classify_scan(path, model: export.ExportedModel, *, threads: int = 1) -> Sca
     )
     mni = register.resample_to_mni(img, native_from_mni)
     qc = register.normalization_qc(
-        mni, model.template, min_correlation=cfg["preprocess"]["qc_min_correlation"]
+        mni,
+        model.template,
+        min_correlation=cfg["preprocess"]["qc_min_correlation"],
+        native_from_mni=native_from_mni,
     )
     volume = np.asarray(mni.dataobj, dtype=np.float32)
     n_slices, reference = cfg["slab"]["n_slices"], cfg["sbr"]["reference"]
@@ -182,9 +185,14 @@ def classify_scan(path, model: export.ExportedModel, *, threads: int = 1) -> Sca
         slab2d = slab.project_to_slab(volume, n_slices)
         slab2d = slab2d / max(float(slab2d.max()), 1e-12)
         row["status"] = "qc_failed"
+        why = (
+            "the registration had to mirror the image"
+            if qc["flag"] == "reflected"
+            else f"correlation with the template {qc['correlation']:.3f} < "
+            f"{cfg['preprocess']['qc_min_correlation']} (preprocess.qc_min_correlation)"
+        )
         row["note"] = (
-            f"normalization QC failed: correlation with the template {qc['correlation']:.3f} "
-            f"< {cfg['preprocess']['qc_min_correlation']} (preprocess.qc_min_correlation); "
+            f"normalization QC failed: {why}; "
             "check that the file is a DaTscan SPECT with a correct orientation header"
         )
         return ScanResult(row=row, slab=slab2d)

@@ -29,7 +29,7 @@ def normalization_table(
     estimated and the true transform) and ``striatum_label_dice``
     (:func:`datspect.register.striatal_label_dice`) exist only where the truth is known
     (simulated scans);
-    ``flag`` is ``ok``, ``low_correlation`` or ``centroid_error``.
+    ``flag`` is ``ok``, ``low_correlation``, ``reflected`` or ``centroid_error``.
     """
     truths = {}
     for path in truth_paths:

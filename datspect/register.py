@@ -269,15 +269,24 @@ def _check_mni(img: nib.Nifti1Image, what: str) -> np.ndarray:
 
 
 def normalization_qc(
-    img_mni: nib.Nifti1Image, template: nib.Nifti1Image, *, min_correlation: float
+    img_mni: nib.Nifti1Image,
+    template: nib.Nifti1Image,
+    *,
+    min_correlation: float,
+    native_from_mni: np.ndarray | None = None,
 ) -> dict:
     """Quality check of a normalized scan: Pearson correlation with the template in the brain.
+
+    A transform that mirrors (negative determinant) is flagged ``reflected`` whatever the
+    correlation: a header with a wrong orientation gives a well-correlated mirror image whose
+    left and right, or top and bottom, are swapped.
 
     Returns
     -------
     dict
-        ``correlation`` (float, NaN for a constant image) and ``flag``: ``"ok"`` or
-        ``"low_correlation"`` when the correlation is below ``min_correlation`` or undefined.
+        ``correlation`` (float, NaN for a constant image) and ``flag``: ``"ok"``,
+        ``"reflected"``, or ``"low_correlation"`` when the correlation is below
+        ``min_correlation`` or undefined.
     """
     a = _check_mni(img_mni, "normalized image")[anatomy.brain_mask()].astype(np.float64)
     b = _check_mni(template, "template")[anatomy.brain_mask()].astype(np.float64)
@@ -286,6 +295,8 @@ def normalization_qc(
     denom = np.sqrt((a * a).sum() * (b * b).sum())
     r = float((a * b).sum() / denom) if denom > 0 else float("nan")
     flag = "ok" if r >= min_correlation else "low_correlation"
+    if native_from_mni is not None and np.linalg.det(np.asarray(native_from_mni)[:3, :3]) <= 0:
+        flag = "reflected"
     return {"correlation": r, "flag": flag}
 
 

@@ -83,7 +83,9 @@ def normalize(
     ):
         mni = register.resample_to_mni(source, native_from_mni)
         imageio.save_nifti(mni, out)
-        check = register.normalization_qc(mni, tmpl, min_correlation=min_correlation)
+        check = register.normalization_qc(
+            mni, tmpl, min_correlation=min_correlation, native_from_mni=native_from_mni
+        )
         check["striatum_dice"] = register.striatum_dice(mni)
         qc[setting] = check
     imageio.atomic_write_text(out_transform, _matrix_text(native_from_mni))

@@ -113,6 +113,14 @@ def test_qc_flags_scrambled_image(tmpl):
     assert qc["flag"] == "low_correlation" and abs(qc["correlation"]) < 0.1
 
 
+def test_qc_flags_a_mirroring_transform(tmpl):
+    mirror = np.diag([1.0, 1.0, -1.0, 1.0])  # e.g. a header whose slice order is reversed
+    qc = register.normalization_qc(tmpl, tmpl, min_correlation=0.7, native_from_mni=mirror)
+    assert qc["flag"] == "reflected" and qc["correlation"] == pytest.approx(1.0)
+    proper = register.normalization_qc(tmpl, tmpl, min_correlation=0.7, native_from_mni=np.eye(4))
+    assert proper["flag"] == "ok"
+
+
 def test_centroid_error_and_dice(tmpl):
     shift = np.eye(4)
     shift[:3, 3] = [3.0, 0.0, 4.0]
