@@ -30,8 +30,8 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         os.environ.get("DATSPECT_SLOW") != "1",
-        reason="opt-in, ~15-30 min: kills and resumes the small workflow four times; "
-        "set DATSPECT_SLOW=1 to run it",
+        reason="opt-in (about 35 min on 2 busy cores: kills and resumes the small workflow "
+        "four times); set DATSPECT_SLOW=1 to run it",
     ),
 ]
 TIMEOUT = 1800
@@ -178,23 +178,37 @@ def job_stats(log_text: str) -> dict[str, int]:
     }
 
 
+def outputs_run(log_text: str) -> set[str]:
+    """Outputs of the jobs a Snakemake log shows starting."""
+    return {
+        f.strip()
+        for line in re.findall(r"^\s+output: (.*)$", log_text, re.M)
+        for f in line.split(",")
+    }
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killed_and_resumed_run_gives_the_same_results(small_run, tmp_path, sig):
     workdir, log = tmp_path / "work dir", tmp_path / "snakemake.log"
-    report = {}
+    report, pending, offset = {}, [], 0
     t0 = time.monotonic()
     for stage, condition in (("normalize", normalizing), ("train_cnn", training)):
-        args = ("--rerun-incomplete",) if stage != "normalize" else ()
-        proc = start(workdir, log, *args)
+        proc = start(workdir, log, "--rerun-incomplete")
         waited = wait_until(proc, condition(workdir), f"{stage} job")
         pattern = r"/qc\.json$" if stage == "normalize" else r"/model\.pt$"
         killed = sorted(running(workdir, pattern))
         interrupt(proc, sig)
+        text = log.read_text()
+        assert set(pending) <= outputs_run(text[offset:]), "incomplete jobs were not rerun"
+        offset = len(text)
         outputs, temporaries = check_nothing_half_written(workdir)
+        pending = sorted(recorded(workdir / ".snakemake" / "incomplete"))
+        if sig == signal.SIGTERM:
+            assert pending == [], "SIGTERM lets running jobs finish"
         report[stage] = {
             "killed after s": round(waited, 1),
             "jobs running at the kill": killed,
-            "jobs left incomplete": sorted(running(workdir, pattern)),
+            "outputs left incomplete": pending,
             "outputs": outputs,
             "hidden temporaries": temporaries,
             "snakemake exit code": proc.returncode,
@@ -202,14 +216,11 @@ def test_killed_and_resumed_run_gives_the_same_results(small_run, tmp_path, sig)
         if sig == signal.SIGKILL:  # a killed Snakemake leaves its lock behind
             unlock = start(workdir, log, "--unlock")
             assert unlock.wait(timeout=TIMEOUT) == 0
-    before = len(log.read_text())
     resume = start(workdir, log, "--rerun-incomplete")
     assert resume.wait(timeout=TIMEOUT) == 0, log.read_text()[-5000:]
-    resumed = log.read_text()[before:]
-    report["resume"] = {
-        "jobs": job_stats(resumed),
-        "reran as incomplete": resumed.count("Incomplete output files"),
-    }
+    resumed = log.read_text()[offset:]
+    assert set(pending) <= outputs_run(resumed), "incomplete jobs were not rerun"
+    report["resume"] = job_stats(resumed)
     report["total s"] = round(time.monotonic() - t0, 1)
     print(f"\n{signal.Signals(sig).name}: {json.dumps(report, indent=1)}")
     leftovers = [p for p in workdir.rglob(".*") if is_temporary(p)]
