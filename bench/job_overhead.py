@@ -38,7 +38,7 @@ rule pool:
                     workers=workflow.cores)
 rule shell:
     output: "shell/{{i}}.txt"
-    shell: "echo x > {{output}}"
+    shell: "echo x > {{output:q}}"
 """
 
 STEP = """

@@ -66,8 +66,9 @@ def read_sheet(path: str | Path, cohort: str, *, check_images: bool = True) -> p
     missing = [c for c in REQUIRED_COLUMNS if c not in sheet.columns]
     if missing:
         raise InputError(
-            f"{path}: missing column(s) {missing}; a cohort sheet needs the tab-separated "
-            f"columns {', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)})."
+            f"{path}: missing column(s) {missing}; add them to the header row (a cohort sheet "
+            f"needs the tab-separated columns {', '.join(REQUIRED_COLUMNS)}; optional: "
+            f"{', '.join(OPTIONAL_COLUMNS)})."
         )
     if sheet.empty:
         raise InputError(f"{path}: the sheet has no rows; list one scan per row.")
@@ -86,14 +87,15 @@ def read_sheet(path: str | Path, cohort: str, *, check_images: bool = True) -> p
         rows = [i + 2 for i in sheet.index[duplicated]]
         ids = sorted(set(sheet.loc[duplicated, "subject_id"]))
         raise InputError(
-            f"{path}: duplicate subject_id {ids} in rows {rows}; every subject must appear once."
+            f"{path}: duplicate subject_id {ids} in rows {rows}; every subject must appear once, "
+            "so remove the repeated row or give it its own id."
         )
     sheet["label"] = [map_label(v, f"{path}, row {i}") for i, v in enumerate(sheet["label"], 2)]
     images = []
     for i, value in enumerate(sheet["image"], start=2):
         image = Path(value.strip())
         if not value.strip():
-            raise InputError(f"{path}, row {i}: empty image path.")
+            raise InputError(f"{path}, row {i}: empty image path; give the scan's file or folder.")
         if not image.is_absolute():
             image = path.parent / image
         if check_images and not image.exists():
@@ -108,14 +110,15 @@ def read_sheet(path: str | Path, cohort: str, *, check_images: bool = True) -> p
         only = "normal (0)" if counts.index[0] == 0 else "reduced (1)"
         raise InputError(
             f"{path}: all {len(sheet)} scans are {only}; a cohort needs both classes to fit "
-            "and score a classifier."
+            "and score a classifier, so add scans of the other class (or check the label column)."
         )
     if "age" in sheet.columns:
         age = pd.to_numeric(sheet["age"].replace("", None), errors="coerce")
         bad = sheet.index[age.isna() & (sheet["age"] != "")]
         if len(bad):
             raise InputError(
-                f"{path}, row {bad[0] + 2}: age {sheet['age'][bad[0]]!r} is no number."
+                f"{path}, row {bad[0] + 2}: age {sheet['age'][bad[0]]!r} is no number; write "
+                "years as a number or leave the cell empty."
             )
     sheet["cohort"] = cohort
     return sheet
@@ -128,6 +131,43 @@ def check_split_feasible(labels, fractions, where: str) -> None:
         if n < needed:
             name = "normal (0)" if label == 0 else "reduced (1)"
             raise InputError(
-                f"{where}: only {n} {name} subjects; the split fractions need at least {needed} "
-                "per class to place one in each of train/val/test. Add subjects."
+                f"{where}: only {n} {name} subjects; the split fractions "
+                f"{'/'.join(f'{f:g}' for f in fractions)} need at least {needed} per class to "
+                "place one in each of train/val/test. Add subjects of that class (or change "
+                "splits.train/val/test)."
             )
+
+
+def check_changed_scans(pairs) -> None:
+    """Validate, before any job runs, the scans that the run would ingest again.
+
+    ``pairs`` holds (scan listed in the sheet, ingested copy, scan the copy was made from or
+    None).  Snakemake deletes a job's previous outputs when it reruns the job, so a corrupt
+    replacement scan would otherwise cost the good ingested copy.  New scans are checked by
+    their ingest job: there is nothing to lose yet.
+    """
+    for scan, copy, ingested_from in pairs:
+        copy = Path(copy)
+        if not copy.exists():
+            continue
+        changed = ingested_from is not None and Path(ingested_from) != Path(scan)
+        if changed or _mtime(Path(scan)) > copy.stat().st_mtime:
+            from datspect.imageio import load_scan  # nibabel, pydicom: only when needed
+
+            load_scan(scan)
+
+
+def ingested_sources(cohort_tsv) -> dict[str, str]:
+    """Subject id -> the scan its ingested copy was made from, as the last cohort.tsv says."""
+    path = Path(cohort_tsv)
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    if "source_image" not in table.columns:
+        return {}  # a simulated cohort
+    return dict(zip(table["subject_id"], table["source_image"], strict=True))
+
+
+def _mtime(path: Path) -> float:
+    """Modification time as Snakemake compares it (a link counts when it or its target changed)."""
+    return max(path.lstat().st_mtime, path.stat().st_mtime)

@@ -33,6 +33,9 @@ _DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"  # DICOMDIR
 #: Modalities of DICOM objects without pixels that may sit next to a series (reports, key
 #: objects, presentation states, registrations); they are skipped when reading a folder.
 _NON_IMAGE_MODALITIES = frozenset({"SR", "KO", "PR", "DOC", "REG"})
+#: Modalities a reconstructed DaTscan may carry: NM, PT (some SPECT/CT exports), and none or
+#: OT (secondary captures).  Anything else (CT, MR, X-ray, ...) is no emission image.
+_EMISSION_MODALITIES = frozenset({"NM", "PT", "OT", ""})
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: Direction cosines are stored as decimal strings with ~6 digits; larger differences mean a
 #: different orientation.
@@ -87,7 +90,7 @@ def read_dicom(path: str | Path) -> nib.Nifti1Image:
     if path.is_dir():
         return _read_folder(path)
     ds = _read_file(path)
-    _require_pixels(ds, path)
+    _require_emission_image(ds, path)
     if _n_frames(ds) > 1:
         return _from_multiframe(ds, path)
     raise InputError(
@@ -111,7 +114,14 @@ def _read_file(path: Path) -> pydicom.Dataset:
         ) from err
 
 
-def _require_pixels(ds: pydicom.Dataset, path: Path) -> None:
+def _require_emission_image(ds: pydicom.Dataset, path: Path) -> None:
+    modality = str(ds.get("Modality", "")).strip().upper()
+    if modality not in _EMISSION_MODALITIES:
+        raise InputError(
+            f"{path}: DICOM image of modality {modality}, not a nuclear-medicine (NM) image; "
+            "list the reconstructed DaTscan SPECT series instead (from a SPECT/CT study, the NM "
+            f"series, not the {modality} series)."
+        )
     if "PixelData" not in ds or "Rows" not in ds or "Columns" not in ds:
         raise InputError(
             f"{path}: DICOM file without pixel data (a truncated file or a non-image object); "
@@ -278,7 +288,7 @@ def _read_folder(folder: Path) -> nib.Nifti1Image:
             or str(ds.get("Modality", "")) in _NON_IMAGE_MODALITIES
         ):
             continue
-        _require_pixels(ds, path)
+        _require_emission_image(ds, path)
         images.append((path, ds))
     if not images:
         raise InputError(

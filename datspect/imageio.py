@@ -9,6 +9,7 @@ output that Snakemake or a user would trust.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import zlib
@@ -204,7 +205,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     ``.tsv``, ``.npy``, ``.png``), so writers that infer the format from it (nibabel, pandas
     ``to_csv``, ``np.save``, matplotlib ``savefig``) behave as for the target.  On success the file
     is fsynced and renamed over ``path`` (``os.replace`` is atomic within a file system); on error
-    it is removed and ``path`` is left as it was.
+    it is removed and ``path`` is left as it was.  Hidden temporary files of an earlier, killed
+    writer of the same target are removed first.
 
     Parameters
     ----------
@@ -222,6 +224,9 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         path.suffixes[-2:] if path.suffix.lower() in _COMPRESSION_SUFFIXES else path.suffixes[-1:]
     )
     ext = "".join(suffixes)
+    # Leftovers of a writer of this target that was killed (Snakemake runs one job per output).
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp{ext}")
     try:
         yield tmp

@@ -22,6 +22,8 @@ import threading
 import time
 import traceback
 
+from datspect.errors import InputError
+
 _LOCK = threading.Lock()
 _POOL: concurrent.futures.ProcessPoolExecutor | None = None
 _THREAD_VARS = (
@@ -32,10 +34,24 @@ _THREAD_VARS = (
 )
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     for var in _THREAD_VARS:
         os.environ[var] = "1"
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     importlib.import_module("datspect.steps")
+
+
+def _exit_with_parent(parent: int, interval: float = 0.2) -> None:
+    """End this worker as soon as the Snakemake process is gone (killed, out of memory).
+
+    Without this, a worker would finish its current step and rename its outputs into place
+    after the job's owner died, racing the resumed run.  Polling ``getppid`` works wherever the
+    worker is re-parented (init or a sub-reaper), unlike ``PR_SET_PDEATHSIG``, which fires when
+    the parent *thread* that spawned the worker ends.
+    """
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
 
 
 def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
@@ -46,6 +62,7 @@ def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
                 max_workers=workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
+                initargs=(os.getpid(),),
             )
         return _POOL
 
@@ -56,6 +73,9 @@ def call_step(step: str, kwargs: dict, log: str) -> str:
     try:
         fn = getattr(importlib.import_module("datspect.steps"), step)
         summary = fn(**kwargs)
+    except InputError as err:  # the user's input: the message says it all, no traceback
+        _write_log(log, f"step {step} failed after {time.perf_counter() - start:.2f} s\n{err}\n")
+        raise
     except Exception:
         _write_log(
             log,

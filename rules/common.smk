@@ -13,11 +13,12 @@ from datspect.seeds import derive_seed
 REPO = Path(workflow.basedir)
 SCHEMAS = REPO / "schemas"
 
-# One clear message for bad config before any job runs; then let Snakemake fill the schema's
-# defaults into the config.
-config_checks.check_schema(config, SCHEMAS / "config.schema.yaml", source="config")
+# One clear message for bad config before any job runs, naming the config file that sets the
+# key; then let Snakemake fill the schema's defaults into the config.
+CONFIG_FILES = [str(f) for f in workflow.configfiles]
+config_checks.check_schema(config, SCHEMAS / "config.schema.yaml", files=CONFIG_FILES)
 validate(config, str(SCHEMAS / "config.schema.yaml"))
-config_checks.check_semantics(config, source="config")
+config_checks.check_semantics(config, files=CONFIG_FILES)
 
 SEED = config["seed"]
 SETTINGS = config["settings"]
@@ -63,7 +64,7 @@ COHORTS = {name: _cohort_table(name, spec) for name, spec in config["cohorts"].i
 cohort_sheet.check_split_feasible(
     [v["label"] for v in COHORTS[DEV].values()],
     [config["splits"][p] for p in config_checks.SPLIT_PARTS],
-    where=f"cohort '{DEV}'",
+    where=config["cohorts"][DEV].get("sheet") or f"cohorts.{DEV}.simulate",
 )
 
 
@@ -103,6 +104,21 @@ def native_image_path(cohort, subject):
 
 def native_image(wildcards):
     return native_image_path(wildcards.cohort, wildcards.subject)
+
+
+def check_changed_scans():
+    """Check every scan that changed since it was ingested now, before Snakemake deletes its
+    good ingested copy to ingest it again."""
+    for name, table in COHORTS.items():
+        sources = cohort_sheet.ingested_sources(f"data/{name}/cohort.tsv")
+        cohort_sheet.check_changed_scans(
+            (v["image"], native_image_path(name, s), sources.get(s))
+            for s, v in table.items()
+            if v["image"] is not None
+        )
+
+
+check_changed_scans()
 
 
 def per_subject(pattern, cohort):
@@ -158,7 +174,11 @@ def cohort_sheet_inputs(wildcards):
         return ["results/qc/slab_groups.tsv"]
     if spec["source"] == "simulate":
         return per_subject("data/{cohort}/truth/{subject}.json", wildcards.cohort)
-    return [spec["sheet"]]
+    # Waiting for every ingested scan means a bad scan stops the run before the sheet, and so
+    # the splits, tables and models downstream, are rewritten.
+    return [spec["sheet"]] + per_subject(
+        "data/{cohort}/ingested/{subject}.nii.gz", wildcards.cohort
+    )
 
 
 def truth_files(cohort):

@@ -4,15 +4,14 @@ The weights file holds tensors only, so loading uses ``torch.load(weights_only=T
 pickled code runs).  The sidecar ``<weights stem>.json`` holds everything needed to rebuild and
 judge the model (architecture, input spec, training config, seed, metrics, versions) and the
 sha256 of the weights file, which is checked on load.  Both files are written atomically
-(temporary file + ``os.replace``), weights first, so a complete sidecar implies complete weights.
+(:func:`datspect.imageio.atomic_output`), weights first, so a complete sidecar implies complete
+weights.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ import datspect
 from datspect.cnn.model import build_model, count_parameters, resolve_arch
 from datspect.cnn.train import resolve_train_cfg
 from datspect.errors import InputError
+from datspect.imageio import atomic_output
 
 FORMAT_VERSION = 1
 
@@ -41,15 +41,8 @@ def sha256_file(path) -> str:
 
 def _atomic_write(path: Path, write) -> None:
     """Call ``write(tmp_path)`` then move the result onto ``path`` in one step."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        write(tmp)
 
 
 def save_checkpoint(
