@@ -110,11 +110,12 @@ def check_changed_scans():
     """Check every scan that changed since it was ingested now, before Snakemake deletes its
     good ingested copy to ingest it again."""
     for name, table in COHORTS.items():
+        if config["cohorts"][name]["source"] != "sheet":
+            continue
         sources = cohort_sheet.ingested_sources(f"data/{name}/cohort.tsv")
         cohort_sheet.check_changed_scans(
             (v["image"], native_image_path(name, s), sources.get(s))
             for s, v in table.items()
-            if v["image"] is not None
         )
 
 

@@ -24,7 +24,7 @@ from test_dicom import write_nm, write_slices
 
 from datspect import config as checks
 from datspect import steps
-from datspect.cohort import check_split_feasible, read_sheet
+from datspect.cohort import check_changed_scans, check_split_feasible, read_sheet
 from datspect.errors import InputError
 
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
@@ -371,6 +371,22 @@ def test_snakemake_stops_before_any_job(case, tmp_path):
 
 
 # ---------------------------------------------------------------------------- a finished run
+
+
+def test_only_changed_scans_are_read_before_any_job(tmp_path):
+    bad = tmp_path / "bad scan.nii.gz"
+    bad.write_bytes(b"not a scan")
+    copy = tmp_path / "ingested.nii.gz"
+    copy.write_bytes(b"the good copy")
+    os.utime(bad, ns=(0, 0))  # older than its copy: unchanged, not read
+    check_changed_scans([(bad, copy, str(bad))])
+    check_changed_scans([(bad, tmp_path / "no copy yet.nii.gz", None)])  # its ingest job checks it
+    with pytest.raises(InputError, match="bad scan.nii.gz: unreadable NIfTI"):
+        check_changed_scans([(bad, copy, str(tmp_path / "another scan.nii.gz"))])  # new path
+    os.utime(bad)  # newer than its copy
+    with pytest.raises(InputError, match="bad scan.nii.gz: unreadable NIfTI"):
+        check_changed_scans([(bad, copy, str(bad))])
+
 
 TARGETS = ("results/metrics/per_split.tsv",)
 
