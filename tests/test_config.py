@@ -37,6 +37,7 @@ def test_defaults_are_filled_from_the_schema(default_config):
         "reference": "brain_without_striatum",
         "combine": "min",
         "hv_volume_ml": 10.0,
+        "hv_slab_area_mm2": 450.0,
         "hv_margin_mm": 6.0,
         "hv_exclude_caudate": True,
     }
