@@ -274,8 +274,13 @@ for table in "${TABLES[@]}"; do
 done
 n_jobs=$(grep -o '[0-9]* of [0-9]* steps (100%) done' "$T/slurm.log" | tail -1 | cut -d' ' -f3)
 n_submitted=$(grep -c '_slurm_rpc_submit_batch_job: JobId=' "$T/log/slurmctld.log" || true)
-n_groups=$(grep -c 'submitted with SLURM jobid .*/group_per_image' "$T/slurm.log" || true)
+mapfile -t groups < <(grep -o 'submitted with SLURM jobid [0-9]* (log: [^)]*/group_per_image' \
+    "$T/slurm.log" | cut -d' ' -f5)
+n_groups=${#groups[@]}
 say "SLURM: $n_submitted sbatch submissions ($n_groups of them grouped per-image jobs) for $n_jobs Snakemake jobs"
+for id in "${groups[@]}"; do
+    say "group job $id: $(grep -o "Allocate JobId=$id .*#CPUs=[0-9]*" "$T/log/slurmctld.log" | grep -o '#CPUs=.*')"
+done
 if ((n_groups == 0 || n_submitted >= n_jobs)); then
     say "FAIL: job grouping did not reduce the number of submissions"
     fail=1
