@@ -7,7 +7,7 @@ WORKDIR ?= work/default
 CORES ?= all
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint dryrun clean
+.PHONY: setup run test test-slurm lint dryrun clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ dryrun: $(STAMP)
 
 test: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q
+
+# Opt-in: a real single-node SLURM (root, Debian packages slurm-wlm munge); see README.
+test-slurm: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH tests/slurm/run.sh $(SLURM_TEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check datspect scripts tests bench

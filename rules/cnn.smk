@@ -14,7 +14,7 @@ rule cnn_input:
     threads: 1
     resources:
         mem_mb=800,
-        runtime=5,
+        runtime=2,
     params:
         kind=CNN["input"],
         n_slices=config["slab"]["n_slices"],

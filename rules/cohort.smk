@@ -12,7 +12,7 @@ rule simulate_subject:
     threads: 1
     resources:
         mem_mb=800,
-        runtime=5,
+        runtime=2,
     params:
         label=lambda w: COHORTS[w.cohort][w.subject]["label"],
         cohort=lambda w: config["cohorts"][w.cohort]["simulate"],
@@ -44,7 +44,7 @@ rule ingest_scan:
     threads: 1
     resources:
         mem_mb=800,
-        runtime=5,
+        runtime=2,
     run:
         run_step("ingest", log[0], source=input[0], out=output[0])
 

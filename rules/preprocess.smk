@@ -44,7 +44,7 @@ rule smooth:
     threads: 1
     resources:
         mem_mb=800,
-        runtime=5,
+        runtime=2,
     params:
         fwhm_mm=PRE["smooth_fwhm_mm"],
         code=code_version("smooth", "datspect.smooth"),
@@ -71,7 +71,7 @@ rule normalize:
     threads: 1
     resources:
         mem_mb=1500,
-        runtime=10,
+        runtime=3,
     params:
         registration=PRE["registration"],
         min_correlation=PRE["qc_min_correlation"],

@@ -15,7 +15,7 @@ rule sbr_aal:
     threads: 1
     resources:
         mem_mb=800,
-        runtime=5,
+        runtime=2,
     params:
         reference=SBR["reference"],
         combine=SBR["combine"],
@@ -35,7 +35,7 @@ rule sbr_hv:
     threads: 1
     resources:
         mem_mb=800,
-        runtime=5,
+        runtime=2,
     params:
         reference=SBR["reference"],
         combine=SBR["combine"],
