@@ -28,6 +28,13 @@ include: "rules/report.smk"
 include: "rules/export.smk"
 
 
+# Snakemake 9.27 can deadlock in its own SIGTERM handler; see datspect/interrupt.py.
+onstart:
+    from datspect.interrupt import handle_sigterm_in_thread
+
+    handle_sigterm_in_thread()
+
+
 rule all:
     default_target: True
     input:
