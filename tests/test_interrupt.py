@@ -35,6 +35,7 @@ pytestmark = [
     ),
 ]
 TIMEOUT = 1800
+STOP_TIMEOUT = 600  # the running jobs of the small workflow take seconds
 
 
 def start(workdir: Path, log: Path, *args) -> subprocess.Popen:
@@ -113,7 +114,12 @@ def interrupt(proc: subprocess.Popen, sig: int) -> None:
         os.kill(proc.pid, sig)
     else:
         os.killpg(proc.pid, sig)
-    proc.wait(timeout=TIMEOUT)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        pytest.fail(f"Snakemake hung: still running {STOP_TIMEOUT} s after {sig!r}")
     deadline = time.monotonic() + 10
     while session(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
