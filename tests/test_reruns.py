@@ -87,7 +87,8 @@ def test_second_workdir_reuses_the_output_cache(tmp_path):
     target = "preprocessed/ppmi/ppmi-0001/original_mni.nii.gz"
     logs = []
     for run in ("first", "second"):
-        proc = snakemake("--cores", "2", "--cache", target, workdir=tmp_path / run, env=env)
+        # the target before --cache: --cache takes rule names and would swallow it
+        proc = snakemake("--cores", "2", target, "--cache", workdir=tmp_path / run, env=env)
         logs.append(proc.stdout + proc.stderr)
     assert "Moving output file preprocessed/ppmi/ppmi-0001/original_mni.nii.gz to cache" in logs[0]
     assert "Moving output file" not in logs[1]
