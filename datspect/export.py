@@ -33,6 +33,7 @@ import pandas as pd
 
 import datspect
 from datspect import anatomy
+from datspect.cnn.checkpoint import sha256_file
 from datspect.errors import InputError
 from datspect.imageio import atomic_output, atomic_write_text
 from datspect.tables import read_tsv, write_tsv
@@ -72,15 +73,6 @@ HOW_TO_LOAD = (
     "config.sbr.reference) of a scan normalized to the template with "
     "datspect.register.estimate_from_config(scan, template, config.preprocess.registration)."
 )
-
-
-def sha256_file(path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def atlas_sha256() -> str:
