@@ -116,7 +116,7 @@ def step_times(arch: dict, input_shape, threads: int, batch_size: int = 32, repe
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(0)
     model = build_model(arch, input_shape).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     crit = torch.nn.CrossEntropyLoss()
     x = torch.rand(batch_size, 1, *input_shape)
     y = torch.arange(batch_size) % 2

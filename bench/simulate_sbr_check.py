@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from datspect import sbr, simulate
+from datspect.design import cohort_design
 from datspect.register import resample_to_mni
 from datspect.smooth import smooth_fwhm
 
@@ -59,7 +60,7 @@ def main() -> None:
     args = ap.parse_args()
 
     cohort = simulate.DEFAULT_COHORTS[args.cohort]
-    design = simulate.cohort_design(args.cohort, cohort["n_normal"], cohort["n_reduced"], args.seed)
+    design = cohort_design(args.cohort, cohort["n_normal"], cohort["n_reduced"], args.seed)
     if args.n:
         design = design[: args.n]
     jobs = [(s, lab, cohort, simulate.DEFAULT_PHYSICS, args.seed, args.fwhm) for s, lab in design]

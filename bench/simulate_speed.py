@@ -23,6 +23,7 @@ from pathlib import Path
 import nibabel as nib
 
 from datspect import simulate
+from datspect.design import cohort_design
 
 N_DEFAULT = sum(c["n_normal"] + c["n_reduced"] for c in simulate.DEFAULT_COHORTS.values())
 
@@ -30,10 +31,7 @@ N_DEFAULT = sum(c["n_normal"] + c["n_reduced"] for c in simulate.DEFAULT_COHORTS
 def _jobs(seed: int) -> list:
     """Both default cohorts interleaved, so any prefix mixes the two cameras."""
     per_cohort = [
-        [
-            (sid, lab, name)
-            for sid, lab in simulate.cohort_design(name, c["n_normal"], c["n_reduced"], seed)
-        ]
+        [(sid, lab, name) for sid, lab in cohort_design(name, c["n_normal"], c["n_reduced"], seed)]
         for name, c in simulate.DEFAULT_COHORTS.items()
     ]
     out = []

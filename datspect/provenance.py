@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import inspect
 from pathlib import Path
 
 PACKAGE = "datspect"
@@ -62,10 +61,20 @@ def source_hash(*modules: str) -> str:
     return digest.hexdigest()[:16]
 
 
+@functools.cache
+def _step_sources() -> dict[str, str]:
+    """Source text of each function of :mod:`datspect.steps`, read without importing it (its
+    image libraries would slow down every dry run)."""
+    text = _module_file("datspect.steps").read_text(encoding="utf-8")
+    return {
+        node.name: ast.get_source_segment(text, node)
+        for node in ast.parse(text).body
+        if isinstance(node, ast.FunctionDef)
+    }
+
+
 def step_hash(step: str, *modules: str) -> str:
     """Hash of one per-image step of :mod:`datspect.steps` and the modules doing its work."""
-    from datspect import steps  # here, so that the Snakefile can import this module cheaply
-
-    digest = hashlib.sha256(inspect.getsource(getattr(steps, step)).encode())
+    digest = hashlib.sha256(_step_sources()[step].encode())
     digest.update(source_hash(*modules).encode())
     return digest.hexdigest()[:16]

@@ -332,8 +332,35 @@ def striatal_label_dice(est_native_from_mni: np.ndarray, true_native_from_mni: n
     striatum = anatomy.region("striatum")
     error = np.linalg.inv(true_native_from_mni) @ np.asarray(est_native_from_mni)
     voxel = np.linalg.inv(anatomy.MNI_AFFINE) @ error @ anatomy.MNI_AFFINE
-    moved = ndimage.affine_transform(striatum.astype(np.float32), voxel, order=1) >= 0.5
-    return float(2.0 * (moved & striatum).sum() / (moved.sum() + striatum.sum()))
+    # Only output voxels that sample within one voxel of the striatum's bounding box can be
+    # labelled: resample that box alone (exact, ~30x less work than the whole grid).
+    found = np.argwhere(striatum)
+    support = np.stack([found.min(0) - 1, found.max(0) + 1])
+    corners = np.array(
+        [
+            [support[i, 0], support[j, 1], support[k, 2], 1.0]
+            for i in (0, 1)
+            for j in (0, 1)
+            for k in (0, 1)
+        ]
+    )
+    reach = (np.linalg.inv(voxel) @ corners.T)[:3]
+    start = np.clip(np.floor(reach.min(1)).astype(int) - 1, 0, striatum.shape)
+    stop = np.clip(np.ceil(reach.max(1)).astype(int) + 2, 0, striatum.shape)
+    if (stop <= start).any():
+        return 0.0
+    moved = (
+        ndimage.affine_transform(
+            striatum.astype(np.float32),
+            voxel[:3, :3],
+            offset=voxel[:3, :3] @ start + voxel[:3, 3],
+            output_shape=tuple(stop - start),
+            order=1,
+        )
+        >= 0.5
+    )
+    box = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
+    return float(2.0 * (moved & striatum[box]).sum() / (moved.sum() + striatum.sum()))
 
 
 @functools.lru_cache(maxsize=2)

@@ -1,13 +1,15 @@
-"""Per-image jobs of the workflow: read inputs, call the package, write outputs atomically.
+"""Jobs that run in the warm worker pool: the per-image steps, and the per-split fits whose
+start-up (imports of scikit-learn, torch) would otherwise cost more than their work.
 
-Each function takes plain paths and parameters (what a Snakemake rule has) and returns a short
-text summary for the job's log.  They run in the warm worker pool locally and in the job's own
-process on a cluster (:mod:`datspect.jobpool`).
+Each function takes plain paths and parameters (what a Snakemake rule has), writes its outputs
+atomically and returns a text summary for the job's log.  They run in the warm worker pool
+locally and in the job's own process on a cluster (:mod:`datspect.jobpool`).
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import nibabel as nib
 import numpy as np
@@ -16,7 +18,7 @@ import pandas as pd
 from datspect import imageio, register, sbr, slab, slabs
 from datspect import simulate as simulator
 from datspect.smooth import smooth_fwhm
-from datspect.tables import write_tsv
+from datspect.tables import read_tsv, write_tsv
 from datspect.template import load_template
 
 
@@ -205,3 +207,68 @@ def cnn_input(images, cohort, subject_id, kind, n_slices, box_margin_mm, referen
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
     return f"{kind} inputs {sorted(arrays)} of shape {next(iter(arrays.values())).shape}"
+
+
+def fit_sbr_cutoff(
+    sbr_table, splits, cutoff, predictions, development, independent, method, setting, split
+) -> str:
+    """Youden cutoff of one SBR method on the training part of one split and setting."""
+    from datspect import evaluation  # scikit-learn: only workers that fit import it
+
+    model, table = evaluation.fit_sbr_cutoff(
+        read_tsv(sbr_table),
+        read_tsv(splits),
+        method=method,
+        setting=setting,
+        split=int(split),
+        development=development,
+        independent=independent,
+    )
+    imageio.atomic_write_text(cutoff, json.dumps(model, indent=1) + "\n")
+    write_tsv(table, predictions)
+    return str(model)
+
+
+def train_cnn(
+    inputs,
+    dev_sheet,
+    independent_sheets,
+    splits,
+    weights,
+    sidecar,
+    history,
+    predictions,
+    input_kind,
+    arch,
+    train,
+    device,
+    seed,
+    setting,
+    split,
+    threads,
+) -> str:
+    """Train, select and test one CNN (setting, split): checkpoint ``weights`` (with its
+    ``sidecar``), per-epoch ``history`` and test ``predictions``."""
+    from datspect.cnn import experiment  # torch: only workers that train import it
+    from datspect.cnn_inputs import load_inputs
+
+    lines = []
+    table, epochs, best = experiment.run(
+        dev_sheet=read_tsv(dev_sheet),
+        independent_sheets=[read_tsv(s) for s in independent_sheets],
+        inputs=load_inputs(inputs),
+        splits=read_tsv(splits),
+        setting=setting,
+        split=int(split),
+        input_kind=input_kind,
+        arch=arch,
+        train_cfg=train,
+        seed=seed,
+        threads=threads,
+        device=device,
+        weights_out=weights,
+        log=lambda line: lines.append(f"{time.strftime('%H:%M:%S')} {line}"),
+    )
+    write_tsv(epochs, history)
+    write_tsv(table, predictions)
+    return "\n".join([*lines, f"selected: {best}"])

@@ -24,6 +24,22 @@ rule cnn_input:
         feature_step("cnn_input", wildcards, input, output, params, log)
 
 
+rule cnn_input_bundle:
+    input:
+        lambda w: per_subject("features/{cohort}/{subject}/cnn_input.npz", w.cohort),
+    output:
+        "features/{cohort}/cnn_inputs.npz",
+    log:
+        "logs/cnn_input_bundle/{cohort}.log",
+    conda:
+        "../envs/datspect.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    script:
+        "../scripts/cnn_input_bundle.py"
+
+
 rule train_cnn:
     input:
         inputs=cnn_inputs,
@@ -37,8 +53,6 @@ rule train_cnn:
         predictions="results/models/cnn/{setting}/split-{split}/predictions.tsv",
     log:
         "logs/train_cnn/{setting}_{split}.log",
-    conda:
-        "../envs/datspect.yaml"
     threads: CNN["threads"]
     resources:
         mem_mb=1500,
@@ -50,5 +64,5 @@ rule train_cnn:
         train=CNN["train"],
         device=CNN["device"],
         seed=lambda w: derive_seed(SEED, "cnn", w.setting, w.split),
-    script:
-        "../scripts/train_cnn.py"
+    run:
+        rule_step("train_cnn", log, wildcards, input, output, params, threads=threads)

@@ -39,7 +39,7 @@ rule cnn_saliency:
     input:
         weights=expand(MIXED_MODELS, method="cnn", split=SPLITS, file="model.pt"),
         sidecars=expand(MIXED_MODELS, method="cnn", split=SPLITS, file="model.json"),
-        inputs=per_subject("features/{cohort}/{subject}/cnn_input.npz", DEV),
+        inputs=f"features/{DEV}/cnn_inputs.npz",
         sheet=f"data/{DEV}/cohort.tsv",
         splits=rules.splits.output[0],
         template=rules.template.output[0],

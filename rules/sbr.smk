@@ -108,7 +108,7 @@ rule splits:
 
 rule fit_sbr_cutoff:
     input:
-        sbr="results/sbr/{method}.tsv",
+        sbr_table="results/sbr/{method}.tsv",
         splits=rules.splits.output[0],
     output:
         cutoff="results/models/{method}/{setting}/split-{split}/cutoff.json",
@@ -117,8 +117,6 @@ rule fit_sbr_cutoff:
         "logs/fit_sbr_cutoff/{method}_{setting}_{split}.log",
     wildcard_constraints:
         method="sbr_aal|sbr_hv",
-    conda:
-        "../envs/datspect.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
@@ -127,5 +125,5 @@ rule fit_sbr_cutoff:
         independent=[
             c for c, s in config["cohorts"].items() if s["role"] == "independent"
         ],
-    script:
-        "../scripts/fit_sbr_cutoff.py"
+    run:
+        rule_step("fit_sbr_cutoff", log, wildcards, input, output, params)

@@ -56,7 +56,7 @@ rule leakage:
     input:
         sheet=f"data/{DEV}/cohort.tsv",
         splits="results/splits/splits.tsv",
-        inputs=lambda w: [f"features/{DEV}/{s}/cnn_input.npz" for s in subjects(DEV)],
+        inputs=f"features/{DEV}/cnn_inputs.npz",
     output:
         "results/qc/leakage.tsv",
     log:

@@ -5,8 +5,9 @@ import numpy as np
 import torch
 
 from datspect import runlog, slab, slab_figures
-from datspect.cnn import experiment, saliency
+from datspect.cnn import saliency
 from datspect.cnn.checkpoint import load_checkpoint
+from datspect.cnn_inputs import load_inputs
 from datspect.imageio import atomic_output
 from datspect.tables import read_tsv
 
@@ -19,7 +20,7 @@ arch = next(iter(checkpoints.values()))[1]["arch"]
 images = saliency.test_images(read_tsv(inp.sheet), read_tsv(inp.splits))
 inputs = {
     (subject, setting): array
-    for (_, subject), arrays in experiment.load_inputs(inp.inputs).items()
+    for (_, subject), arrays in load_inputs(inp.inputs).items()
     for setting, array in arrays.items()
 }
 maps = saliency.class_average(models, images, inputs)

@@ -1,7 +1,7 @@
 """results/qc/leakage.tsv: test accuracy of pixel classifiers with and without grouped splits."""
 
 from datspect import leakage, runlog
-from datspect.cnn.experiment import load_inputs
+from datspect.cnn_inputs import load_inputs
 from datspect.tables import read_tsv, write_tsv
 
 log = runlog.to_file(snakemake.log[0])

@@ -184,3 +184,19 @@ def test_striatal_label_dice_measures_registration_error_only():
     assert 0.85 < register.striatal_label_dice(shifted, np.eye(4)) < 0.95
     shifted[0, 3] = 4.0
     assert register.striatal_label_dice(shifted, np.eye(4)) < 0.7
+
+
+def test_striatal_label_dice_box_equals_whole_grid_resampling():
+    """The bounding-box shortcut gives the Dice of resampling the whole MNI grid."""
+    striatum = anatomy.region("striatum")
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        est = np.eye(4)
+        angle = rng.normal(0, 0.1)
+        est[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+        est[:3, :3] *= rng.uniform(0.85, 1.15)
+        est[:3, 3] = rng.normal(0, 6, 3)
+        voxel = np.linalg.inv(anatomy.MNI_AFFINE) @ est @ anatomy.MNI_AFFINE
+        moved = ndimage.affine_transform(striatum.astype(np.float32), voxel, order=1) >= 0.5
+        whole = 2.0 * (moved & striatum).sum() / (moved.sum() + striatum.sum())
+        assert register.striatal_label_dice(est, np.eye(4)) == pytest.approx(whole, abs=1e-12)

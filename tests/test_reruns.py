@@ -16,12 +16,13 @@ N_IMAGES = 30 + 12  # subjects of tests/config.small.yaml (ppmi + clinical)
 CHANGES = {
     "sbr:\n  hv_volume_ml: 12.0\n": (
         ["sbr_hv"],
-        ["simulate_subject", "smooth", "normalize", "sbr_aal", "cnn_input", "train_cnn"],
+        ["simulate_subject", "smooth", "normalize", "sbr_aal", "cnn_input", "cnn_input_bundle"]
+        + ["train_cnn"],
     ),
     "cnn:\n  train:\n    epochs: 5\n": (
         [],
         ["simulate_subject", "smooth", "normalize", "sbr_aal", "sbr_hv", "cnn_input"]
-        + ["fit_sbr_cutoff", "sbr_table"],
+        + ["cnn_input_bundle", "fit_sbr_cutoff", "sbr_table"],
     ),
     "preprocess:\n  smooth_fwhm_mm: 12.0\n": (
         ["smooth", "normalize", "sbr_aal", "sbr_hv", "cnn_input"],
@@ -43,6 +44,8 @@ def test_config_edit_plans_only_what_depends_on_it(small_run, tmp_path, change):
     for rule in untouched:
         assert rule not in counts, (rule, counts)
     assert counts.get("metrics") == 1 and counts.get("summarize") == 1, counts
+    if "smooth_fwhm" in change:
+        assert counts["cnn_input_bundle"] == 2  # one per cohort
     if "epochs" in change:
         assert counts["train_cnn"] == 3 * 2  # settings x splits
     if "hv_volume" in change:

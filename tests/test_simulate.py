@@ -12,6 +12,7 @@ import pytest
 from scipy import ndimage
 
 from datspect import anatomy, phantom, simulate
+from datspect.design import cohort_design, stable_hash
 from datspect.errors import InputError
 
 SEED = 12345
@@ -84,9 +85,9 @@ def test_deterministic_per_subject(subjects):
 
 
 def test_stable_hash_is_not_python_hash():
-    assert simulate.stable_hash("ppmi-0001") == simulate.stable_hash("ppmi-0001")
-    assert simulate.stable_hash("ppmi-0001") != simulate.stable_hash("ppmi-0002")
-    assert 0 <= simulate.stable_hash("ppmi-0001") < 2**64
+    assert stable_hash("ppmi-0001") == stable_hash("ppmi-0001")
+    assert stable_hash("ppmi-0001") != stable_hash("ppmi-0002")
+    assert 0 <= stable_hash("ppmi-0001") < 2**64
 
 
 def test_truth_ranges(subjects):
@@ -171,7 +172,7 @@ def test_posterior_first_putamen_loss():
 
 
 def test_cohort_design_counts_ids_and_shuffle():
-    design = simulate.cohort_design("ppmi", 207, 438, SEED)
+    design = cohort_design("ppmi", 207, 438, SEED)
     ids = [s for s, _ in design]
     labels = np.array([lab for _, lab in design])
     assert len(design) == 645 and len(set(ids)) == 645
@@ -179,14 +180,14 @@ def test_cohort_design_counts_ids_and_shuffle():
     assert all(re.fullmatch(r"ppmi-\d{4}", s) for s in ids)
     assert ids == sorted(ids)  # ids run in order ...
     assert not np.all(labels[:207] == 0)  # ... while labels are shuffled over them
-    assert design == simulate.cohort_design("ppmi", 207, 438, SEED)
-    assert design != simulate.cohort_design("ppmi", 207, 438, SEED + 1)
-    assert simulate.cohort_design("clinical", 0, 2, SEED) == [
+    assert design == cohort_design("ppmi", 207, 438, SEED)
+    assert design != cohort_design("ppmi", 207, 438, SEED + 1)
+    assert cohort_design("clinical", 0, 2, SEED) == [
         ("clinical-0001", 1),
         ("clinical-0002", 1),
     ]
     with pytest.raises(InputError, match="n_normal"):
-        simulate.cohort_design("ppmi", -1, 3, SEED)
+        cohort_design("ppmi", -1, 3, SEED)
 
 
 def test_atypical_and_borderline_patterns_appear():

@@ -1,15 +1,11 @@
 """One CNN model of the experiment: train on a split's training part, select on its validation
 part, score its test part (and, for the mixed setting, every scan of the independent cohorts).
 
-Inputs are the per-subject ``.npz`` files of the ``cnn_input`` rule, holding one array per image
-setting (``original``, ``smoothed``).
+Inputs come from the per-cohort bundles of :mod:`datspect.cnn_inputs`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pandas as pd
 
 from datspect.cnn.checkpoint import save_checkpoint
@@ -18,15 +14,6 @@ from datspect.cnn.train import predict, train_model
 from datspect.errors import InputError
 from datspect.evaluation import IMAGES_OF_SETTING, INDEPENDENT_IMAGES
 from datspect.splits import PARTS
-
-
-def load_inputs(paths) -> dict[tuple[str, str], dict[str, np.ndarray]]:
-    """``{(cohort, subject): {image_setting: array}}`` from ``.../{cohort}/{subject}/x.npz``."""
-    inputs = {}
-    for path in map(Path, paths):
-        with np.load(path) as data:
-            inputs[(path.parent.parent.name, path.parent.name)] = {k: data[k] for k in data}
-    return inputs
 
 
 def _rows(sheet: pd.DataFrame, subjects, image_settings, inputs) -> list[dict]:
