@@ -1,4 +1,4 @@
-"""Run per-image steps in a warm pool of worker processes (local runs only).
+"""Run the steps of :mod:`datspect.steps` in a warm pool of worker processes (local runs only).
 
 Why: a Snakemake ``script:`` job starts a new interpreter and imports numpy, scipy, nibabel and
 SimpleITK, which costs about 0.35-1.1 s of wall time per job on this 2-core machine (see

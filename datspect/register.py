@@ -333,7 +333,7 @@ def striatal_label_dice(est_native_from_mni: np.ndarray, true_native_from_mni: n
     error = np.linalg.inv(true_native_from_mni) @ np.asarray(est_native_from_mni)
     voxel = np.linalg.inv(anatomy.MNI_AFFINE) @ error @ anatomy.MNI_AFFINE
     # Only output voxels that sample within one voxel of the striatum's bounding box can be
-    # labelled: resample that box alone (exact, ~30x less work than the whole grid).
+    # labelled: resample that box alone (the same value, 6x faster than the whole grid).
     found = np.argwhere(striatum)
     support = np.stack([found.min(0) - 1, found.max(0) + 1])
     corners = np.array(
