@@ -68,7 +68,12 @@ def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
 
 
 def call_step(step: str, kwargs: dict, log: str) -> str:
-    """Call ``datspect.steps.<step>(**kwargs)``; write timing and result (or traceback) to log."""
+    """Call ``datspect.steps.<step>(**kwargs)``; write timing and result (or traceback) to log.
+
+    The log is emptied first and the outcome appended, so that a long step can write its
+    progress there as it goes (``train_cnn``) and keep it when it fails.
+    """
+    _write_log(log, "", mode="w")
     start = time.perf_counter()
     try:
         fn = getattr(importlib.import_module("datspect.steps"), step)
@@ -87,10 +92,10 @@ def call_step(step: str, kwargs: dict, log: str) -> str:
     return summary
 
 
-def _write_log(path: str, text: str) -> None:
+def _write_log(path: str, text: str, mode: str = "a") -> None:
     if path:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(path, "w", encoding="utf-8") as handle:
+        with open(path, mode, encoding="utf-8") as handle:
             handle.write(text)
 
 

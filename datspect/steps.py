@@ -246,13 +246,18 @@ def train_cnn(
     setting,
     split,
     threads,
+    log_path,
 ) -> str:
     """Train, select and test one CNN (setting, split): checkpoint ``weights`` (with its
-    ``sidecar``), per-epoch ``history`` and test ``predictions``."""
+    ``sidecar``), per-epoch ``history`` and test ``predictions``; progress goes to ``log_path``
+    as it happens."""
     from datspect.cnn import experiment  # torch: only workers that train import it
     from datspect.cnn_inputs import load_inputs
 
-    lines = []
+    def log(line):
+        with open(log_path, "a", encoding="utf-8") as handle:
+            handle.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
     table, epochs, best = experiment.run(
         dev_sheet=read_tsv(dev_sheet),
         independent_sheets=[read_tsv(s) for s in independent_sheets],
@@ -267,8 +272,8 @@ def train_cnn(
         threads=threads,
         device=device,
         weights_out=weights,
-        log=lambda line: lines.append(f"{time.strftime('%H:%M:%S')} {line}"),
+        log=log,
     )
     write_tsv(epochs, history)
     write_tsv(table, predictions)
-    return "\n".join([*lines, f"selected: {best}"])
+    return f"selected: {best}"

@@ -65,4 +65,13 @@ rule train_cnn:
         device=CNN["device"],
         seed=lambda w: derive_seed(SEED, "cnn", w.setting, w.split),
     run:
-        rule_step("train_cnn", log, wildcards, input, output, params, threads=threads)
+        rule_step(
+            "train_cnn",
+            log,
+            wildcards,
+            input,
+            output,
+            params,
+            threads=threads,
+            log_path=log[0],
+        )

@@ -51,6 +51,8 @@ def test_workers_exit_when_their_owner_is_killed():
 
 def test_step_runs_in_the_pool_and_reports_input_errors(tmp_path):
     out, log = tmp_path / "out.txt", tmp_path / "logs" / "touch.log"
+    log.parent.mkdir()
+    log.write_text("a previous run's log\n")  # replaced, not appended to
     jobpool.run("touch", {"path": str(out)}, str(log), in_pool=True, workers=1)
     assert out.exists() and log.read_text().startswith("step touch done")
     missing = tmp_path / "missing scan.nii.gz"

@@ -85,6 +85,14 @@ def test_small_run_writes_the_contract_tables(small_run):
 
 
 @pytest.mark.workflow
+def test_training_log_has_every_epoch_before_the_outcome(small_run):
+    lines = (small_run / "logs/train_cnn/mixed_0.log").read_text().splitlines()
+    assert "setting mixed, split 0" in lines[0]
+    epochs = [i for i, line in enumerate(lines) if " epoch " in line]
+    done = next(i for i, line in enumerate(lines) if line.startswith("step train_cnn done"))
+    assert epochs and max(epochs) < done and lines[done + 1].startswith("selected: ")
+
+
 def test_finished_run_plans_nothing(small_run):
     proc = snakemake("--dry-run", workdir=small_run)
     assert "Nothing to be done" in proc.stdout + proc.stderr
