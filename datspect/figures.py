@@ -238,6 +238,20 @@ def _mean_roc(rows: pd.DataFrame, grid: np.ndarray):
 
 
 @_styled
+def _plot_mean_roc(ax, rows: pd.DataFrame, grid: np.ndarray, *, color, name, gid=None) -> None:
+    """The mean ROC of ``rows`` over splits with a ± 1 SD band, labelled with its mean AUC."""
+    roc = _mean_roc(rows, grid)
+    if roc is None:
+        return
+    mean, sd, aucs = roc
+    auc_mean, auc_sd = _mean_sd(aucs)
+    label = f"{name}: AUC {auc_mean:.3f} ± {auc_sd:.3f}"
+    ax.plot(grid, mean, color=color, linewidth=1.8, label=label, gid=gid)
+    ax.fill_between(
+        grid, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1), color=color, alpha=0.15
+    )
+
+
 def roc_curves(
     predictions: pd.DataFrame, out, cohort: str, *, grid_points: int = 201, dpi: int = DPI
 ) -> Figure:
@@ -277,16 +291,12 @@ def roc_curves(
         ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="chance")
         by_method = rows[rows["method"] == method]
         for setting in _ordered(by_method["setting"], SETTINGS):
-            roc = _mean_roc(by_method[by_method["setting"] == setting], grid)
-            if roc is None:
-                continue
-            mean, sd, aucs = roc
-            color = SETTING_COLORS.get(setting, "#56B4E9")
-            auc_mean, auc_sd = _mean_sd(aucs)
-            label = f"{setting}: AUC {auc_mean:.3f} ± {auc_sd:.3f}"
-            ax.plot(grid, mean, color=color, linewidth=1.8, label=label)
-            ax.fill_between(
-                grid, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1), color=color, alpha=0.15
+            _plot_mean_roc(
+                ax,
+                by_method[by_method["setting"] == setting],
+                grid,
+                color=SETTING_COLORS.get(setting, "#56B4E9"),
+                name=setting,
             )
         ax.set_title(METHOD_NAMES.get(method, method))
         ax.set_xlim(0, 1)
@@ -826,16 +836,13 @@ def independent_results(
             (predictions["cohort"] == cohort) & (predictions["setting"] == setting)
         ]
         for method in _ordered(images["method"], METHODS):
-            roc = _mean_roc(images[images["method"] == method], grid)
-            if roc is None:
-                continue
-            mean, sd, aucs = roc
-            color = METHOD_COLORS.get(method, "#999999")
-            auc_mean, auc_sd = _mean_sd(aucs)
-            name = f"{METHOD_NAMES.get(method, method)}: AUC {auc_mean:.3f} ± {auc_sd:.3f}"
-            ax.plot(grid, mean, color=color, linewidth=1.8, label=name, gid=f"roc:{method}")
-            ax.fill_between(
-                grid, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1), color=color, alpha=0.15
+            _plot_mean_roc(
+                ax,
+                images[images["method"] == method],
+                grid,
+                color=METHOD_COLORS.get(method, "#999999"),
+                name=METHOD_NAMES.get(method, method),
+                gid=f"roc:{method}",
             )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.01)

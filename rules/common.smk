@@ -141,7 +141,7 @@ def per_subject(pattern, cohort):
 
 
 def run_step(step, log, **kwargs):
-    """Run a per-image step of datspect.steps in the warm local pool (see datspect/jobpool.py)."""
+    """Run a step of datspect.steps in the warm local pool (see datspect/jobpool.py)."""
     jobpool.run(
         step,
         kwargs,
