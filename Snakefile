@@ -28,9 +28,9 @@ include: "rules/report.smk"
 include: "rules/export.smk"
 
 
-# Snakemake 9.27 can deadlock in its own SIGTERM handler; see datspect/interrupt.py.
+# Snakemake 9.27 can deadlock in its own SIGTERM handler; see datspect/workflow/interrupt.py.
 onstart:
-    from datspect.interrupt import handle_sigterm_in_thread
+    from datspect.workflow.interrupt import handle_sigterm_in_thread
 
     handle_sigterm_in_thread()
 

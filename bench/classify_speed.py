@@ -32,7 +32,8 @@ def _cpu_name() -> str:
 
 def _scans(folder: Path, n: int, seed: int) -> list[Path]:
     """``n`` scans alternating cohorts (cameras) and labels."""
-    from datspect import imageio, simulate
+    from datspect.cohorts import simulate
+    from datspect.io import imageio
 
     paths = []
     for i in range(n):
@@ -56,7 +57,8 @@ def main() -> None:
     t_import = time.perf_counter()  # imported here, so that the start-up can be timed
     import torch
 
-    from datspect import classify, export, slab_figures
+    from datspect.deploy import classify, export
+    from datspect.figures import slab_pages
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -88,7 +90,7 @@ def main() -> None:
                 w0, c0 = time.perf_counter(), time.process_time()
                 result = classify.classify_scan(scan, model, threads=args.threads)
                 w1 = time.perf_counter()
-                slab_figures.classification_page(result, model, Path(tmp) / "page.png", title="x")
+                slab_pages.classification_page(result, model, Path(tmp) / "page.png", title="x")
                 compute.append(w1 - w0)
                 page.append(time.perf_counter() - w1)
                 cpu.append(time.process_time() - c0)

@@ -4,7 +4,7 @@ Runs a throw-away workflow of N trivial per-image jobs three ways with `--cores 
 the wall time per job (median of several repeats):
   script  - a `script:` job importing numpy, scipy.ndimage, nibabel, SimpleITK (a new Python
             process per job, as a thin Snakemake script would);
-  pool    - a `run:` job handing the same trivial step to datspect.jobpool's warm processes
+  pool    - a `run:` job handing the same trivial step to datspect.workflow.jobpool's warm processes
             (what the workflow's per-image rules do locally);
   shell   - a `shell:` echo (the floor: Snakemake's own scheduling).
 Usage: .venv/bin/python bench/job_overhead.py [--jobs 60] [--repeats 3]
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 SNAKEFILE = """
-import datspect.jobpool as jobpool
+import datspect.workflow.jobpool as jobpool
 N = range({jobs})
 rule all:
     input: expand("{{kind}}/{{i}}.txt", kind=["{kind}"], i=N)

@@ -5,7 +5,7 @@ uptake with the AAL striatum, template correlation) and speed (seconds per image
 NIfTI read of the native scan, registration, resampling and the NIfTI write, one thread per
 registration) on synthetic native scans with a known ``native_from_mni``.
 
-Phantoms come from ``datspect.simulate.simulate_subject`` when that module exists, otherwise
+Phantoms come from ``datspect.cohorts.simulate.simulate_subject`` when that module exists, otherwise
 from :func:`phantom` below.  ANTsPy is optional: when ``ants`` is not importable its rows are
 skipped with a message.  Because ``antspyx`` pins older numpy/scipy than the project, run the
 full comparison from a separate environment, e.g.::
@@ -37,7 +37,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from datspect import anatomy, register, template  # noqa: E402
+from datspect.preprocess import register
+from datspect.space import anatomy, template  # noqa: E402
 
 
 def rotation(angles_deg: np.ndarray) -> np.ndarray:
@@ -52,7 +53,7 @@ def rotation(angles_deg: np.ndarray) -> np.ndarray:
 def phantom(rng: np.random.Generator, reduced: bool) -> tuple[nib.Nifti1Image, dict]:
     """A native DAT-SPECT-like scan with a known pose.
 
-    Anatomical activity (:func:`datspect.template.activity_map`; putamen binding 80-110 % when
+    Anatomical activity (:func:`datspect.space.template.activity_map`; putamen binding 80-110 % when
     healthy, 0-25 % when ``reduced``) with a scalp shell of 20-70 % uptake, a random head pose
     (rotations +-10 deg, shifts +-20 mm, head size +-5 % per axis), camera blur of 10-14 mm FWHM, a
     128 x 128 x N grid of 3.3-4.8 mm voxels (x axis randomly flipped) and Poisson noise with
@@ -99,7 +100,7 @@ def make_scan(i: int, source: str, seed: int):
     if source == "phantom":
         img, truth = phantom(np.random.default_rng([seed, i]), reduced)
         return img, truth, "phantom"
-    from datspect.simulate import DEFAULT_COHORTS, DEFAULT_PHYSICS, simulate_subject
+    from datspect.cohorts.simulate import DEFAULT_COHORTS, DEFAULT_PHYSICS, simulate_subject
 
     cohort = ("ppmi", "clinical")[(i // 2) % 2]
     img, truth = simulate_subject(
@@ -227,7 +228,7 @@ def main(argv=None) -> int:
         "--source",
         choices=("auto", "simulate", "phantom"),
         default="auto",
-        help="datspect.simulate (both cameras) when importable, else the bench phantom",
+        help="datspect.cohorts.simulate (both cameras) when importable, else the bench phantom",
     )
     ap.add_argument("--min-correlation", type=float, default=0.7)
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
@@ -244,7 +245,7 @@ def main(argv=None) -> int:
     source = args.source
     if source == "auto":
         try:
-            import datspect.simulate  # noqa: F401
+            import datspect.cohorts.simulate  # noqa: F401
 
             source = "simulate"
         except ImportError:

@@ -18,10 +18,11 @@ import time
 
 import numpy as np
 
-from datspect import sbr, simulate
-from datspect.design import cohort_design
-from datspect.register import resample_to_mni
-from datspect.smooth import smooth_fwhm
+from datspect.cohorts import simulate
+from datspect.cohorts.synthetic_subjects import cohort_design
+from datspect.features import sbr
+from datspect.preprocess.register import resample_to_mni
+from datspect.preprocess.smooth import smooth_fwhm
 
 
 def _measure(job):

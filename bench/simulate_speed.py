@@ -22,8 +22,8 @@ from pathlib import Path
 
 import nibabel as nib
 
-from datspect import simulate
-from datspect.design import cohort_design
+from datspect.cohorts import simulate
+from datspect.cohorts.synthetic_subjects import cohort_design
 
 N_DEFAULT = sum(c["n_normal"] + c["n_reduced"] for c in simulate.DEFAULT_COHORTS.values())
 

@@ -18,7 +18,7 @@ rule simulate_subject:
         cohort=lambda w: config["cohorts"][w.cohort]["simulate"],
         physics=lambda w: simulation_physics(w.cohort),
         seed=lambda w: derive_seed(SEED, "simulate", w.cohort, w.subject),
-        code=code_version("simulate", "datspect.simulate"),
+        code=code_version("simulate", "datspect.cohorts.simulate"),
     run:
         run_step(
             "simulate",

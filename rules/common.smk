@@ -3,10 +3,11 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from datspect import cohort as cohort_sheet
-from datspect import config as config_checks
-from datspect import jobpool
-from datspect import provenance
+from datspect.cohorts import sheet as cohort_sheet
+from datspect.workflow import config_checks
+from datspect.workflow import jobpool
+from datspect.workflow import provenance
+from datspect.evaluation import splits
 from datspect.seeds import derive_seed
 
 REPO = Path(workflow.basedir)
@@ -33,9 +34,11 @@ def _slab_folders():
     for name, spec in config["cohorts"].items():
         if spec["source"] == "slabs":
             # imported here: its image libraries would add 0.35 s to every other dry run
-            from datspect import slabs
+            from datspect.cohorts import slab_folder
 
-            folders[name] = slabs.list_slab_folder(REPO / spec["slabs"]["folder"], name)
+            folders[name] = slab_folder.list_slab_folder(
+                REPO / spec["slabs"]["folder"], name
+            )
     return folders
 
 
@@ -47,16 +50,16 @@ def _cohort_table(name, spec):
     if spec["source"] == "slabs":
         table = SLAB_FOLDERS[name]
         # Images stored under both labels never enter the cohort (slab_groups.tsv lists them).
-        from datspect import slabs
+        from datspect.cohorts import slab_folder
 
-        quarantined = slabs.label_conflicts(table)
+        quarantined = slab_folder.label_conflicts(table)
         return {
             row.subject_id: {"label": int(row.label), "image": row.image}
             for row in table.itertuples()
             if row.subject_id not in quarantined
         }
     if spec["source"] == "simulate":
-        from datspect.design import cohort_design
+        from datspect.cohorts.synthetic_subjects import cohort_design
 
         sim = spec["simulate"]
         design = cohort_design(name, sim["n_normal"], sim["n_reduced"], SEED)
@@ -69,7 +72,7 @@ def _cohort_table(name, spec):
 
 
 COHORTS = {name: _cohort_table(name, spec) for name, spec in config["cohorts"].items()}
-cohort_sheet.check_split_feasible(
+splits.check_split_feasible(
     [v["label"] for v in COHORTS[DEV].values()],
     [config["splits"][p] for p in config_checks.SPLIT_PARTS],
     where=config["cohorts"][DEV].get("sheet") or f"cohorts.{DEV}.simulate",
@@ -141,7 +144,7 @@ def per_subject(pattern, cohort):
 
 
 def run_step(step, log, **kwargs):
-    """Run a step of datspect.steps in the warm local pool (see datspect/jobpool.py)."""
+    """Run a step of datspect.workflow.steps in the warm local pool (see datspect/workflow/jobpool.py)."""
     jobpool.run(
         step,
         kwargs,
@@ -161,8 +164,8 @@ def rule_step(step, log, wildcards, input, output, params, **extra):
 
 
 def code_version(step, *modules):
-    """Hash of a step's code: a parameter of cached rules (see datspect/provenance.py)."""
-    return provenance.step_hash(step, "datspect.imageio", *modules)
+    """Hash of a step's code: a parameter of cached rules (see datspect/workflow/provenance.py)."""
+    return provenance.step_hash(step, "datspect.io.imageio", *modules)
 
 
 def feature_step(step, wildcards, input, output, params, log):

@@ -19,7 +19,7 @@ rule template:
         fwhm_mm=PRE["template_fwhm_mm"],
         striatal_sbr=PRE["template_striatal_sbr"],
         scalp_uptake=PRE["template_scalp_uptake"],
-        code=code_version("template_image", "datspect.template"),
+        code=code_version("template_image", "datspect.space.template"),
     run:
         run_step(
             "template_image",
@@ -47,7 +47,7 @@ rule smooth:
         runtime=2,
     params:
         fwhm_mm=PRE["smooth_fwhm_mm"],
-        code=code_version("smooth", "datspect.smooth"),
+        code=code_version("smooth", "datspect.preprocess.smooth"),
     run:
         run_step(
             "smooth", log[0], image=input[0], fwhm_mm=params.fwhm_mm, out=output[0]
@@ -76,7 +76,7 @@ rule normalize:
         registration=PRE["registration"],
         min_correlation=PRE["qc_min_correlation"],
         seed=lambda w: derive_seed(SEED, "normalize", w.cohort, w.subject),
-        code=code_version("normalize", "datspect.register"),
+        code=code_version("normalize", "datspect.preprocess.register"),
     run:
         run_step(
             "normalize",

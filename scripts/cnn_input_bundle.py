@@ -1,7 +1,7 @@
 """features/{cohort}/cnn_inputs.npz: one cohort's per-subject CNN inputs in one file."""
 
-from datspect import runlog
-from datspect.cnn_inputs import bundle_inputs
+from datspect.features.cnn_bundle import bundle_inputs
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 log.info(bundle_inputs(snakemake.input, snakemake.output[0]))

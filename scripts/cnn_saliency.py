@@ -4,12 +4,14 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from datspect import runlog, slab, slab_figures
 from datspect.cnn import saliency
 from datspect.cnn.checkpoint import load_checkpoint
-from datspect.cnn_inputs import load_inputs
-from datspect.imageio import atomic_output
-from datspect.tables import read_tsv
+from datspect.features import slab
+from datspect.features.cnn_bundle import load_inputs
+from datspect.figures import slab_pages
+from datspect.io.imageio import atomic_output
+from datspect.io.tsv import read_tsv
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 inp, p = snakemake.input, snakemake.params
@@ -35,7 +37,7 @@ with atomic_output(snakemake.output.maps) as tmp:
         **{f"n_{label}": m["n"] for label, m in maps.items()},
     )
 template = np.asarray(nib.load(inp.template).dataobj, dtype=np.float32)
-slab_figures.saliency_figure(
+slab_pages.saliency_figure(
     maps,
     slab.make_slab(template, p.n_slices, p.reference),
     snakemake.output.figure,

@@ -4,8 +4,9 @@ import json
 
 import pandas as pd
 
-from datspect import cohort, runlog
-from datspect.tables import read_tsv, write_tsv
+from datspect.cohorts import sheet as cohort_sheet
+from datspect.io.tsv import read_tsv, write_tsv
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 name = snakemake.wildcards.cohort
@@ -34,7 +35,7 @@ elif snakemake.params.source == "slabs":
     groups = groups[(groups["cohort"] == name) & groups["group"].notna()]
     sheet = groups[["subject_id", "image", "label", "group"]].assign(cohort=name)
 else:
-    sheet = cohort.read_sheet(snakemake.input[0], name)
+    sheet = cohort_sheet.read_sheet(snakemake.input[0], name)
     sheet = sheet.rename(columns={"image": "source_image"})
     sheet.insert(1, "image", sheet["subject_id"].map(images))
 

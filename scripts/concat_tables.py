@@ -1,7 +1,7 @@
 """Concatenate TSV tables with the same columns."""
 
-from datspect import runlog
-from datspect.tables import concat_tsv, write_tsv
+from datspect.io.tsv import concat_tsv, write_tsv
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 table = concat_tsv(snakemake.input)

@@ -1,8 +1,9 @@
-"""Export the mixed-setting CNNs and SBR cutoffs to results/model/ (see datspect/export.py)."""
+"""Export the mixed-setting CNNs and SBR cutoffs to results/model/ (datspect/deploy/export.py)."""
 
 from pathlib import Path
 
-from datspect import export, runlog
+from datspect.deploy import export
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 inp, p = snakemake.input, snakemake.params

@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from datspect import figures, runlog
-from datspect.tables import read_tsv
+from datspect.figures import plots as figures
+from datspect.io.tsv import read_tsv
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 out = snakemake.output

@@ -1,8 +1,9 @@
 """results/qc/leakage.tsv: test accuracy of pixel classifiers with and without grouped splits."""
 
-from datspect import leakage, runlog
-from datspect.cnn_inputs import load_inputs
-from datspect.tables import read_tsv, write_tsv
+from datspect.evaluation import leakage
+from datspect.features.cnn_bundle import load_inputs
+from datspect.io.tsv import read_tsv, write_tsv
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 p = snakemake.params

@@ -1,8 +1,8 @@
 """results/splits/splits.tsv: the grouped, stratified random splits every method shares."""
 
-from datspect import runlog
-from datspect.splits import make_splits
-from datspect.tables import read_tsv, write_tsv
+from datspect.evaluation.splits import make_splits
+from datspect.io.tsv import read_tsv, write_tsv
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 sheet = read_tsv(snakemake.input.sheet)

@@ -1,8 +1,8 @@
 """results/metrics/per_split.tsv from every model's predictions."""
 
-from datspect import runlog
-from datspect.evaluation import per_split_metrics
-from datspect.tables import concat_tsv, write_tsv
+from datspect.evaluation.scoring import per_split_metrics
+from datspect.io.tsv import concat_tsv, write_tsv
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 predictions = concat_tsv(snakemake.input)

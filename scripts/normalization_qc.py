@@ -1,8 +1,8 @@
 """results/qc/normalization_{cohort}.tsv: registration quality per image."""
 
-from datspect import runlog
-from datspect.qc import normalization_table
-from datspect.tables import write_tsv
+from datspect.io.tsv import write_tsv
+from datspect.preprocess.qc import normalization_table
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 table = normalization_table(

@@ -3,8 +3,10 @@
 import nibabel as nib
 import numpy as np
 
-from datspect import figures, runlog, slab
-from datspect.tables import read_tsv
+from datspect.features import slab
+from datspect.figures import plots as figures
+from datspect.io.tsv import read_tsv
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 qc = read_tsv(snakemake.input.qc)

@@ -1,9 +1,9 @@
 """A result table as an HTML page for the report (the TSV stays the machine-readable copy)."""
 
-from datspect import runlog
-from datspect.imageio import atomic_write_text
-from datspect.report_tables import table_html
-from datspect.tables import read_tsv
+from datspect.io.imageio import atomic_write_text
+from datspect.io.tsv import read_tsv
+from datspect.report.html_tables import table_html
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 table = read_tsv(snakemake.input[0])

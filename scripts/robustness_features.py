@@ -1,7 +1,8 @@
 """SBRs and CNN inputs of every development scan smoothed with one extra FWHM (MNI space)."""
 
-from datspect import robustness, runlog
-from datspect.tables import read_tsv, write_tsv
+from datspect.evaluation import robustness
+from datspect.io.tsv import read_tsv, write_tsv
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 p = snakemake.params

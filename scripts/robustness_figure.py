@@ -1,7 +1,8 @@
 """Accuracy against extra smoothing of the test scans (results/metrics/robustness.tsv)."""
 
-from datspect import figures, runlog
-from datspect.tables import read_tsv
+from datspect.figures import plots as figures
+from datspect.io.tsv import read_tsv
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 figures.robustness_curve(

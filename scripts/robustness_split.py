@@ -2,10 +2,11 @@
 
 from functools import partial
 
-from datspect import robustness, runlog
 from datspect.cnn.checkpoint import load_checkpoint
 from datspect.cnn.train import predict
-from datspect.tables import read_tsv, write_tsv
+from datspect.evaluation import robustness
+from datspect.io.tsv import read_tsv, write_tsv
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 p = snakemake.params

@@ -1,7 +1,7 @@
 """One SBR method's per-image values of all cohorts, with labels from the cohort sheets."""
 
-from datspect import runlog
-from datspect.tables import concat_tsv, write_tsv
+from datspect.io.tsv import concat_tsv, write_tsv
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 values = concat_tsv(snakemake.input.tables)

@@ -1,7 +1,7 @@
 """results/sbr/sbr.tsv: one row per image with every regional SBR (AAL and HV)."""
 
-from datspect import runlog
-from datspect.tables import read_tsv, write_tsv
+from datspect.io.tsv import read_tsv, write_tsv
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 keys = ["cohort", "subject_id", "image_setting", "label"]

@@ -2,14 +2,15 @@
 
 import pandas as pd
 
-from datspect import runlog, slabs
-from datspect.tables import write_tsv
+from datspect.cohorts import slab_folder
+from datspect.io.tsv import write_tsv
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 tables = []
 for cohort, folder in snakemake.params.folders.items():
-    groups, info = slabs.group_slabs(
-        slabs.list_slab_folder(folder, cohort), snakemake.params.null_quantile[cohort]
+    groups, info = slab_folder.group_slabs(
+        slab_folder.list_slab_folder(folder, cohort), snakemake.params.null_quantile[cohort]
     )
     tables.append(groups.assign(cohort=cohort))
     log.info("%s: %s", cohort, info)

@@ -1,10 +1,10 @@
 """Summary over splits, paired tests across settings and methods, and results/summary.md."""
 
-from datspect import runlog
-from datspect.imageio import atomic_write_text
-from datspect.metrics import summarize
-from datspect.report import paired_table, summary_markdown
-from datspect.tables import read_tsv, write_tsv
+from datspect.evaluation.metrics import summarize
+from datspect.io.imageio import atomic_write_text
+from datspect.io.tsv import read_tsv, write_tsv
+from datspect.report.summary import paired_table, summary_markdown
+from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
 per_split = read_tsv(snakemake.input.per_split)

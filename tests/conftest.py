@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from datspect.config import load_yaml
+from datspect.workflow.config_checks import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))

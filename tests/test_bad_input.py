@@ -22,10 +22,11 @@ import pytest
 from conftest import REPO, snakemake
 from test_dicom import write_nm, write_slices
 
-from datspect import config as checks
-from datspect import steps
-from datspect.cohort import check_changed_scans, check_split_feasible, read_sheet
+from datspect.cohorts.sheet import check_changed_scans, read_sheet
 from datspect.errors import InputError
+from datspect.evaluation.splits import check_split_feasible
+from datspect.workflow import config_checks as checks
+from datspect.workflow import steps
 
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 FRACTIONS = (0.6, 0.2, 0.2)
@@ -407,7 +408,7 @@ def sha256(path: Path) -> str:
 @pytest.fixture(scope="module")
 def sheet_run(tmp_path_factory):
     """A finished run on a user sheet of 8 simulated scans (file names with spaces)."""
-    from datspect.simulate import simulate_subject
+    from datspect.cohorts.simulate import simulate_subject
 
     default = checks.load_yaml(REPO / "config.yaml")
     cohort = default["cohorts"]["ppmi"]["simulate"]

@@ -27,9 +27,12 @@ from PIL import Image
 from scipy import ndimage
 from test_dicom import write_nm
 
-from datspect import classify, classify_cli, imageio, simulate
-from datspect.config import load_yaml
-from datspect.tables import read_tsv
+from datspect.cohorts import simulate
+from datspect.deploy import classify
+from datspect.deploy import cli as classify_cli
+from datspect.io import imageio
+from datspect.io.tsv import read_tsv
+from datspect.workflow.config_checks import load_yaml
 
 DEV_SUBJECT = "ppmi-0001"
 _FLIP = np.diag([-1.0, -1.0, 1.0])
@@ -82,7 +85,7 @@ def tree(folder: Path) -> dict[str, float]:
 
 def run_cli(*args, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "datspect.classify_cli", *map(str, args)],
+        [sys.executable, "-m", "datspect.deploy.cli", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,

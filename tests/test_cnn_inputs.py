@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datspect.cnn_inputs import bundle_inputs, load_inputs
 from datspect.errors import InputError
+from datspect.features.cnn_bundle import bundle_inputs, load_inputs
 
 
 def _subject(root, subject, **arrays):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from datspect.cohort import check_split_feasible, map_label, read_sheet
+from datspect.cohorts.sheet import map_label, read_sheet
 from datspect.errors import InputError
+from datspect.evaluation.splits import check_split_feasible
 
 
 def write_sheet(folder, rows, header="subject_id\timage\tlabel\tcohort"):

@@ -7,8 +7,8 @@ import copy
 import pytest
 from conftest import REPO
 
-from datspect import config as checks
 from datspect.errors import InputError
+from datspect.workflow import config_checks as checks
 
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 
@@ -119,7 +119,7 @@ def test_config_yaml_states_the_code_defaults(default_config):
     from datspect.cnn.data import DEFAULT_AUGMENT
     from datspect.cnn.model import DEFAULT_ARCH
     from datspect.cnn.train import DEFAULT_TRAIN
-    from datspect.simulate import DEFAULT_COHORTS, DEFAULT_PHYSICS
+    from datspect.cohorts.simulate import DEFAULT_COHORTS, DEFAULT_PHYSICS
 
     assert default_config["simulation"] == DEFAULT_PHYSICS
     for name, cohort in DEFAULT_COHORTS.items():

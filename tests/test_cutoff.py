@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from datspect.cutoff import predict_with_cutoff, youden_cutoff
 from datspect.errors import InputError
+from datspect.evaluation.cutoff import predict_with_cutoff, youden_cutoff
 
 # SBR-like scores: lower = reduced (label 1)
 NORMAL = [2.0, 2.5, 3.0, 3.5]

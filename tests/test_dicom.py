@@ -9,8 +9,8 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from datspect.dicom import NM_SOP_CLASS, read_dicom
 from datspect.errors import InputError
+from datspect.io.dicom import NM_SOP_CLASS, read_dicom
 
 SC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"  # secondary capture
 PT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.128"

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from datspect import figures
 from datspect.errors import InputError
-from datspect.slab import SLAB_SHAPE
+from datspect.figures import plots as figures
+from datspect.space.slab_grid import SLAB_SHAPE
 
 SPLITS = (0, 1, 2)
 #: Cutoffs of the synthetic sbr_aal models per training setting (split s adds 0.01 * s).

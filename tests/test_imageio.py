@@ -19,7 +19,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from datspect.errors import InputError
-from datspect.imageio import (
+from datspect.io.imageio import (
     atomic_output,
     atomic_write_bytes,
     atomic_write_text,
@@ -284,7 +284,7 @@ def test_killed_writer_leaves_no_output(tmp_path):
     target = tmp_path / "out.nii.gz"
     code = (
         "import os, signal, sys\n"
-        "from datspect.imageio import atomic_output\n"
+        "from datspect.io.imageio import atomic_output\n"
         "with atomic_output(sys.argv[1]) as tmp:\n"
         "    tmp.write_bytes(b'partial')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -1,5 +1,5 @@
 """SIGTERM while the main thread holds the lock the handler needs (Snakemake 9.27's scheduler
-does this; see datspect/interrupt.py): the handler must not deadlock the process."""
+does this; see datspect/workflow/interrupt.py): the handler must not deadlock the process."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from conftest import REPO
 # main thread that receives SIGTERM while holding it, as Snakemake's _finish_jobs does.
 PROCESS = """
 import os, signal, sys, threading, time
-from datspect.interrupt import handle_sigterm_in_thread
+from datspect.workflow.interrupt import handle_sigterm_in_thread
 
 lock, handled = threading.Lock(), threading.Event()
 

@@ -12,13 +12,13 @@ import psutil  # a Snakemake dependency
 import pytest
 from conftest import REPO
 
-from datspect import jobpool
 from datspect.errors import InputError
+from datspect.workflow import jobpool
 
 # The owner starts a pool, gives it two steps that would run for a minute and prints its workers.
 OWNER = """
 import sys, time
-from datspect import jobpool
+from datspect.workflow import jobpool
 pool = jobpool._pool(2)
 futures = [pool.submit(time.sleep, 60) for _ in range(2)]
 time.sleep(2)

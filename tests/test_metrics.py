@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from datspect.errors import InputError
-from datspect.metrics import binary_metrics, summarize
+from datspect.evaluation.metrics import binary_metrics, summarize
 
 
 def test_hand_made_confusion_matrix():

@@ -6,23 +6,25 @@ import inspect
 
 import pytest
 
-from datspect import provenance, steps
+from datspect.workflow import provenance, steps
 
 
 def test_step_hash_reads_each_step_function_without_importing_steps():
     # the parsed source is exactly what inspect sees in the imported module
     for name in ("simulate", "smooth", "normalize"):
         assert provenance._step_sources()[name] == inspect.getsource(getattr(steps, name)).strip()
-    assert provenance.step_hash("smooth", "datspect.smooth") != provenance.step_hash(
-        "normalize", "datspect.smooth"
+    assert provenance.step_hash("smooth", "datspect.preprocess.smooth") != provenance.step_hash(
+        "normalize", "datspect.preprocess.smooth"
     )
-    assert provenance.step_hash("smooth", "datspect.smooth") == provenance.step_hash(
-        "smooth", "datspect.smooth"
+    assert provenance.step_hash("smooth", "datspect.preprocess.smooth") == provenance.step_hash(
+        "smooth", "datspect.preprocess.smooth"
     )
 
 
 def test_source_hash_follows_imports_and_rejects_unknown_modules():
-    # datspect.smooth imports nothing else of the package; datspect.steps imports it
-    assert provenance.source_hash("datspect.steps") != provenance.source_hash("datspect.smooth")
+    # preprocess.smooth imports nothing else of the package; workflow.steps imports it
+    assert provenance.source_hash("datspect.workflow.steps") != provenance.source_hash(
+        "datspect.preprocess.smooth"
+    )
     with pytest.raises(ValueError, match="no module named 'datspect.nope'"):
         provenance.source_hash("datspect.nope")

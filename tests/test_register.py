@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from datspect import anatomy, register, template
 from datspect.errors import InputError
+from datspect.preprocess import register
+from datspect.space import anatomy, template
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from conftest import snakemake
 
 from datspect.errors import InputError
-from datspect.report_tables import table_html
+from datspect.report.html_tables import table_html
 
 #: Every figure of the small run: (path, report category).
 FIGURES = {

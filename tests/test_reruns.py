@@ -7,7 +7,7 @@ import os
 import pytest
 from conftest import SMALL, job_counts, snakemake
 
-from datspect.tables import read_tsv
+from datspect.io.tsv import read_tsv
 
 PER_IMAGE = ("simulate_subject", "smooth", "normalize", "sbr_aal", "sbr_hv", "cnn_input")
 N_IMAGES = 30 + 12  # subjects of tests/config.small.yaml (ppmi + clinical)

@@ -12,10 +12,13 @@ import pytest
 import torch
 from conftest import SMALL
 
-from datspect import anatomy, robustness, sbr
 from datspect.cnn.train import predict
 from datspect.errors import InputError
-from datspect.slab import SLAB_SHAPE, make_slab
+from datspect.evaluation import robustness
+from datspect.features import sbr
+from datspect.features.slab import make_slab
+from datspect.space import anatomy
+from datspect.space.slab_grid import SLAB_SHAPE
 
 SBR_PARAMS = {
     "reference": "brain_without_striatum",
@@ -162,8 +165,8 @@ def test_read_cutoff_checks_the_method(tmp_path):
 
 @pytest.mark.workflow
 def test_small_run_robustness_matches_the_workflow(small_run):
-    from datspect.config import load_yaml
-    from datspect.metrics import binary_metrics
+    from datspect.evaluation.metrics import binary_metrics
+    from datspect.workflow.config_checks import load_yaml
 
     levels = load_yaml(SMALL[-1])["evaluation"]["robustness_fwhm_mm"]
     table = pd.read_csv(small_run / "results/metrics/robustness.tsv", sep="\t")

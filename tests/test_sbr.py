@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
-from datspect import anatomy, sbr
 from datspect.errors import InputError
-from datspect.slab import SLAB_SHAPE, make_slab
+from datspect.features import sbr
+from datspect.features.slab import make_slab
+from datspect.space import anatomy
+from datspect.space.slab_grid import SLAB_SHAPE
 
 
 def _phantom(putamen_l=4.0, putamen_r=4.0, caudate=1.0, background=1.0):

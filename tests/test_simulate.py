@@ -1,4 +1,4 @@
-"""Tests of the physics-based FP-CIT SPECT simulator (datspect.simulate, datspect.phantom)."""
+"""Tests of the physics-based FP-CIT SPECT simulator (cohorts.simulate and cohorts.phantom)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from datspect import anatomy, phantom, simulate
-from datspect.design import cohort_design, stable_hash
+from datspect.cohorts import phantom, simulate
+from datspect.cohorts.synthetic_subjects import cohort_design, stable_hash
 from datspect.errors import InputError
+from datspect.space import anatomy
 
 SEED = 12345
 PHYSICS = simulate.DEFAULT_PHYSICS

@@ -3,19 +3,20 @@
 import numpy as np
 import pytest
 
-from datspect import anatomy, slab
 from datspect.errors import InputError
+from datspect.features import slab
+from datspect.space import anatomy, slab_grid
 
 
 def test_putamen_slices_centred_on_putamen():
-    z = slab.putamen_slices()
+    z = slab_grid.putamen_slices()
     np.testing.assert_array_equal(z, np.arange(35, 40))
     centroid = np.argwhere(anatomy.region("putamen"))[:, 2].mean()
     assert abs(z.mean() - centroid) <= 0.5
-    assert len(slab.putamen_slices(4)) == 4
-    assert np.all(np.diff(slab.putamen_slices(4)) == 1)
+    assert len(slab_grid.putamen_slices(4)) == 4
+    assert np.all(np.diff(slab_grid.putamen_slices(4)) == 1)
     with pytest.raises(InputError, match="n_slices"):
-        slab.putamen_slices(0)
+        slab_grid.putamen_slices(0)
 
 
 def test_slab_orientation_hot_voxel():

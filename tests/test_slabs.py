@@ -11,9 +11,12 @@ from conftest import REPO, snakemake
 from PIL import Image
 from scipy import ndimage
 
-from datspect import sbr, slab, slabs
+from datspect.cohorts import slab_folder as slabs
 from datspect.errors import InputError
-from datspect.tables import read_tsv
+from datspect.features import sbr
+from datspect.io.tsv import read_tsv
+from datspect.space import slab_grid
+from datspect.workflow import steps
 
 REAL = REPO.parent / "shared" / "data" / "ppmi-slabs"
 
@@ -95,16 +98,16 @@ def test_group_slabs_quarantines_conflicts_and_pairs_siblings(slab_folder):
 
 def test_prepared_slab_round_trips_on_the_mni_grid(slab_folder, tmp_path):
     png = slab_folder / "PD" / "case3.png"
-    slabs.prepare_slab(png, 18.0, 5, tmp_path / "o.nii.gz", tmp_path / "s.nii.gz")
+    steps.prepare_slab(png, 18.0, 5, tmp_path / "o.nii.gz", tmp_path / "s.nii.gz")
     stored = nib.load(tmp_path / "o.nii.gz")
     assert stored.shape == (91, 109, 1)
     centre = stored.affine @ [45, 63, 0, 1]
-    z_mni = (slab.putamen_slices(5).mean() * 2) - 72  # MNI z of the putamen slices' centre
+    z_mni = (slab_grid.putamen_slices(5).mean() * 2) - 72  # MNI z of the putamen slices' centre
     assert centre[2] == pytest.approx(z_mni)
     np.testing.assert_array_equal(
-        slabs.as_slab(np.asarray(stored.dataobj)), slabs.read_slab_png(png)
+        slab_grid.as_slab(np.asarray(stored.dataobj)), slabs.read_slab_png(png)
     )
-    smoothed = slabs.as_slab(np.asarray(nib.load(tmp_path / "s.nii.gz").dataobj))
+    smoothed = slab_grid.as_slab(np.asarray(nib.load(tmp_path / "s.nii.gz").dataobj))
     assert smoothed.max() < slabs.read_slab_png(png).max()
 
 

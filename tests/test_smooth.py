@@ -9,7 +9,7 @@ from scipy.optimize import curve_fit
 from scipy.stats import norm
 
 from datspect.errors import InputError
-from datspect.smooth import FWHM_PER_SIGMA, smooth_fwhm, smooth_fwhm_2d, voxel_sizes
+from datspect.preprocess.smooth import FWHM_PER_SIGMA, smooth_fwhm, smooth_fwhm_2d, voxel_sizes
 
 
 def _rotated_affine(voxel_mm, angle_deg: float) -> np.ndarray:

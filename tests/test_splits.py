@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from datspect.errors import InputError
-from datspect.splits import PARTS, check_no_leakage, make_splits, part_counts
+from datspect.evaluation.splits import PARTS, check_no_leakage, make_splits, part_counts
 
 
 def _subjects(n0=37, n1=71):

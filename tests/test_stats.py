@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as sps
 
 from datspect.errors import InputError
-from datspect.stats import COLUMNS, comparisons, mcnemar_exact, paired_tests
+from datspect.evaluation.stats import COLUMNS, comparisons, mcnemar_exact, paired_tests
 
 B = np.array([0.88, 0.94, 0.93, 0.93, 0.90])
 D = np.array([0.02, 0.01, 0.04, -0.005, 0.03])  # distinct |d|: exact Wilcoxon, no ties

@@ -4,7 +4,7 @@ The weights file holds tensors only, so loading uses ``torch.load(weights_only=T
 pickled code runs).  The sidecar ``<weights stem>.json`` holds everything needed to rebuild and
 judge the model (architecture, input spec, training config, seed, metrics, versions) and the
 sha256 of the weights file, which is checked on load.  Both files are written atomically
-(:func:`datspect.imageio.atomic_output`), weights first, so a complete sidecar implies complete
+(:func:`datspect.io.imageio.atomic_output`), weights first, so a complete sidecar implies complete
 weights.
 """
 
@@ -20,7 +20,7 @@ import datspect
 from datspect.cnn.model import build_model, count_parameters, resolve_arch
 from datspect.cnn.train import resolve_train_cfg
 from datspect.errors import InputError
-from datspect.imageio import atomic_output
+from datspect.io.imageio import atomic_output
 
 FORMAT_VERSION = 1
 

@@ -1,7 +1,7 @@
 """One CNN model of the experiment: train on a split's training part, select on its validation
 part, score its test part (and, for the mixed setting, every scan of the independent cohorts).
 
-Inputs come from the per-cohort bundles of :mod:`datspect.cnn_inputs`.
+Inputs come from the per-cohort bundles of :mod:`datspect.features.cnn_bundle`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from datspect.cnn.checkpoint import save_checkpoint
 from datspect.cnn.data import make_input_spec
 from datspect.cnn.train import predict, train_model
 from datspect.errors import InputError
-from datspect.evaluation import IMAGES_OF_SETTING, INDEPENDENT_IMAGES
-from datspect.splits import PARTS
+from datspect.evaluation.splits import PARTS
+from datspect.vocabulary import IMAGES_OF_SETTING, INDEPENDENT_IMAGES
 
 
 def _rows(sheet: pd.DataFrame, subjects, image_settings, inputs) -> list[dict]:

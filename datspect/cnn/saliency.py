@@ -114,7 +114,7 @@ def test_images(sheet: pd.DataFrame, splits: pd.DataFrame, setting: str = "mixed
 
     ``sheet`` is the development cohort's sheet, ``splits`` the workflow's ``splits.tsv``.
     """
-    from datspect.evaluation import IMAGES_OF_SETTING
+    from datspect.vocabulary import IMAGES_OF_SETTING
 
     test = splits.loc[splits["part"] == "test", ["split", "subject_id"]]
     rows = test.merge(sheet[["subject_id", "label"]], on="subject_id", validate="many_to_one")

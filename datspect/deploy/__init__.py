@@ -1,0 +1,1 @@
+"""The exported model and the ``classify`` command that applies it to new scans."""

@@ -1,0 +1,1 @@
+"""Splits, SBR cutoffs, metrics, paired tests, and the leakage and robustness experiments."""

@@ -1,0 +1,116 @@
+"""From per-image scores to the contract tables: SBR cutoffs, predictions, metrics, summary.
+
+Predictions tables have one row per scored image: ``cohort, subject_id, image_setting, label,
+score, score_reduced, prediction, method, setting, split`` (+ ``cutoff`` for SBR methods), where
+``score`` is the method's own output (an SBR, or a CNN probability) and ``score_reduced`` is
+oriented so that higher means reduced (for the AUC).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from datspect.errors import InputError
+from datspect.evaluation import cutoff as cutoffs
+from datspect.evaluation import metrics, stats
+from datspect.vocabulary import IMAGES_OF_SETTING, INDEPENDENT_IMAGES, SBR_COLUMN
+
+
+def part_images(
+    table: pd.DataFrame, splits: pd.DataFrame, split: int, part: str, setting: str
+) -> pd.DataFrame:
+    """Rows of a per-image table (development cohort) in one part of one split and setting."""
+    members = splits.loc[(splits["split"] == split) & (splits["part"] == part), "subject_id"]
+    rows = table[table["subject_id"].isin(set(members))]
+    return rows[rows["image_setting"].isin(IMAGES_OF_SETTING[setting])]
+
+
+def fit_sbr_cutoff(
+    table: pd.DataFrame,
+    splits: pd.DataFrame,
+    *,
+    method: str,
+    setting: str,
+    split: int,
+    development: str,
+    independent: list[str],
+) -> tuple[dict, pd.DataFrame]:
+    """Youden cutoff on the training part; predictions for the test part (and independent).
+
+    The validation part is not used by SBR methods, as in the study.  Mixed-setting cutoffs are
+    also applied to every scan of the independent cohorts.
+    """
+    column = SBR_COLUMN[method]
+    dev = table[table["cohort"] == development]
+    train = part_images(dev, splits, split, "train", setting)
+    if train["label"].nunique() < 2:
+        raise InputError(f"split {split}: the training part has one class only")
+    fit = cutoffs.youden_cutoff(train[column].to_numpy(), train["label"].to_numpy())
+    scored = [part_images(dev, splits, split, "test", setting)]
+    if setting == "mixed":
+        for cohort in independent:
+            rows = table[table["cohort"] == cohort]
+            scored.append(rows[rows["image_setting"].isin(INDEPENDENT_IMAGES)])
+    pred = pd.concat(scored, ignore_index=True)
+    pred = pred[["cohort", "subject_id", "image_setting", "label"]].assign(
+        score=pred[column].to_numpy(),
+        score_reduced=-pred[column].to_numpy(),
+        prediction=cutoffs.predict_with_cutoff(pred[column].to_numpy(), fit["cutoff"]),
+        method=method,
+        setting=setting,
+        split=split,
+        cutoff=fit["cutoff"],
+    )
+    model = {
+        "method": method,
+        "setting": setting,
+        "split": split,
+        "sbr_column": column,
+        "n_train_images": len(train),
+        "reduced_if": "sbr < cutoff",
+        **{k: float(v) for k, v in fit.items()},
+    }
+    return model, pred
+
+
+def per_split_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cohort, method, setting, split) with the contract's metric columns."""
+    rows = []
+    keys = ["cohort", "method", "setting", "split"]
+    for key, part in predictions.groupby(keys, sort=True):
+        row = dict(zip(keys, key, strict=True))
+        row.update(metrics.binary_metrics(part["label"], part["prediction"], part["score_reduced"]))
+        cut = part["cutoff"].dropna() if "cutoff" in part else pd.Series(dtype=float)
+        row["cutoff"] = float(cut.iloc[0]) if len(cut) else np.nan
+        rows.append(row)
+    columns = keys + ["n", "accuracy", "sensitivity", "specificity", "balanced_accuracy"]
+    return pd.DataFrame(rows)[columns + ["auc", "cutoff"]]
+
+
+def mcnemar_column(paired: pd.DataFrame, predictions: pd.DataFrame) -> pd.Series:
+    """Exact McNemar p-value per comparison on the pooled test images of all splits.
+
+    Only comparisons scored on the same images (same cohort, images and splits) are paired;
+    others (e.g. original vs smoothed, which score different images) get NaN.
+    """
+    correct = predictions.assign(correct=predictions["prediction"] == predictions["label"])
+    keys = ["cohort", "split", "subject_id", "image_setting"]
+    values = []
+    for row in paired.itertuples():
+        a = correct[
+            (correct["cohort"] == row.cohort)
+            & (correct["method"] == row.method_a)
+            & (correct["setting"] == row.setting_a)
+        ]
+        b = correct[
+            (correct["cohort"] == row.cohort)
+            & (correct["method"] == row.method_b)
+            & (correct["setting"] == row.setting_b)
+        ]
+        both = a[keys + ["correct"]].merge(b[keys + ["correct"]], on=keys)
+        if len(both) == 0 or len(both) != len(a) or len(both) != len(b):
+            values.append(np.nan)
+            continue
+        values.append(stats.mcnemar_exact(both["correct_x"], both["correct_y"])["p_mcnemar"])
+    return pd.Series(values, index=paired.index, dtype=float)

@@ -1,0 +1,1 @@
+"""What the methods read from a normalized image: putamen SBRs and the CNN's slab or box."""

@@ -1,0 +1,1 @@
+"""The workflow's figures, one PNG per function."""

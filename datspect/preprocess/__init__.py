@@ -1,0 +1,1 @@
+"""Per-image preprocessing: smoothing, spatial normalization to MNI and its quality control."""

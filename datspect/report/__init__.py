@@ -1,0 +1,1 @@
+"""Human-readable results: results/summary.md and the report's HTML tables."""

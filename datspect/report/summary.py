@@ -1,0 +1,160 @@
+"""Paired-test table and the human-readable results/summary.md beside the study's figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from datspect.evaluation import stats
+from datspect.evaluation.scoring import mcnemar_column
+
+#: The study's development-cohort accuracies (mean, SD over 10 splits), design.md.
+STUDY_ACCURACY = {
+    ("sbr_aal", "original"): (0.957, 0.017),
+    ("sbr_aal", "smoothed"): (0.952, 0.015),
+    ("sbr_aal", "mixed"): (0.900, 0.029),
+    ("cnn", "original"): (0.972, 0.014),
+    ("cnn", "smoothed"): (0.955, 0.009),
+    ("cnn", "mixed"): (0.967, 0.018),
+}
+PAIRED_METRICS = ("accuracy", "balanced_accuracy", "auc")
+SIGNIFICANCE = 0.01
+
+
+def part_sizes(splits: pd.DataFrame, predictions: pd.DataFrame, development: str):
+    """Subjects in the training part and in each cohort's scored set (for Nadeau-Bengio)."""
+    first = splits[splits["split"] == splits["split"].min()]
+    n_train = int((first["part"] == "train").sum())
+    n_test = {development: int((first["part"] == "test").sum())}
+    for cohort, rows in predictions.groupby("cohort"):
+        n_test.setdefault(cohort, int(rows["subject_id"].nunique()))
+    return n_train, n_test
+
+
+def paired_table(
+    per_split: pd.DataFrame, predictions: pd.DataFrame, splits: pd.DataFrame, development: str
+) -> pd.DataFrame:
+    """All paired comparisons for the main metrics, with a pooled exact McNemar column."""
+    n_train, n_test = part_sizes(splits, predictions, development)
+    tables = [
+        stats.comparisons(per_split, metric, n_train=n_train, n_test=n_test)
+        for metric in PAIRED_METRICS
+    ]
+    paired = pd.concat(tables, ignore_index=True)
+    paired["p_mcnemar"] = mcnemar_column(paired, predictions)
+    return paired
+
+
+def _fmt(mean: float, sd: float) -> str:
+    return "–" if np.isnan(mean) else f"{mean:.3f} ± {sd:.3f}"
+
+
+def _accuracy(summary: pd.DataFrame, cohort: str, method: str, setting: str):
+    row = summary[
+        (summary["cohort"] == cohort)
+        & (summary["method"] == method)
+        & (summary["setting"] == setting)
+    ]
+    if row.empty:
+        return np.nan, np.nan
+    return float(row["accuracy_mean"].iloc[0]), float(row["accuracy_sd"].iloc[0])
+
+
+def _p(paired, cohort, method_a, setting_a, method_b, setting_b, metric="accuracy"):
+    row = paired[
+        (paired["cohort"] == cohort)
+        & (paired["method_a"] == method_a)
+        & (paired["setting_a"] == setting_a)
+        & (paired["method_b"] == method_b)
+        & (paired["setting_b"] == setting_b)
+        & (paired["metric"] == metric)
+    ]
+    if row.empty:
+        return None
+    return row.iloc[0]
+
+
+def summary_markdown(summary: pd.DataFrame, paired: pd.DataFrame, development: str) -> str:
+    """The results side by side with the study and a verdict on its findings."""
+    cohorts = list(dict.fromkeys(summary["cohort"]))
+    settings = [s for s in ("original", "smoothed", "mixed") if s in set(summary["setting"])]
+    methods = [m for m in ("sbr_aal", "sbr_hv", "cnn") if m in set(summary["method"])]
+    lines = [
+        "# Results",
+        "",
+        f"Accuracy on the test parts of the `{development}` cohort, mean ± SD over "
+        f"{int(summary['n_splits'].max())} splits; the study's figures in brackets.",
+        "",
+        "| method | " + " | ".join(settings) + " |",
+        "|---|" + "---|" * len(settings),
+    ]
+    for method in methods:
+        cells = []
+        for setting in settings:
+            ours = _fmt(*_accuracy(summary, development, method, setting))
+            study = STUDY_ACCURACY.get((method, setting))
+            cells.append(ours + (f" [{study[0]:.3f} ± {study[1]:.3f}]" if study else ""))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    for cohort in cohorts:
+        if cohort == development:
+            continue
+        lines += ["", f"Independent cohort `{cohort}` (mixed-setting models, all scans):", ""]
+        lines += [
+            "| method | accuracy | sensitivity | specificity | AUC |",
+            "|---|---|---|---|---|",
+        ]
+        for row in summary[summary["cohort"] == cohort].itertuples():
+            lines.append(
+                f"| {row.method} | {_fmt(row.accuracy_mean, row.accuracy_sd)} | "
+                f"{_fmt(row.sensitivity_mean, row.sensitivity_sd)} | "
+                f"{_fmt(row.specificity_mean, row.specificity_sd)} | "
+                f"{_fmt(row.auc_mean, row.auc_sd)} |"
+            )
+    lines += ["", "## The study's findings on this run", ""]
+    lines += _verdicts(summary, paired, development, cohorts)
+    lines += [
+        "",
+        "p-values come from paired tests over splits whose test parts overlap, so the paired "
+        "t-test and Wilcoxon p-values are optimistic (the study used the same design); "
+        "`p_nadeau_bengio` in paired_tests.tsv is the corrected resampled t-test.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _verdicts(summary, paired, development, cohorts) -> list[str]:
+    out = []
+    row = _p(paired, development, "sbr_aal", "original", "sbr_aal", "mixed")
+    if row is not None:
+        holds = row.mean_diff > 0 and row.p_ttest < SIGNIFICANCE
+        out.append(
+            f"- AAL-SBR accuracy drops in the mixed setting (original − mixed = "
+            f"{row.mean_diff:+.3f}, paired t p = {row.p_ttest:.2g}, Nadeau–Bengio p = "
+            f"{row.p_nadeau_bengio:.2g}): **{'holds' if holds else 'does not hold'}** "
+            f"(study: drop with p < {SIGNIFICANCE})."
+        )
+    cnn_orig = _accuracy(summary, development, "cnn", "original")[0]
+    cnn_mixed = _accuracy(summary, development, "cnn", "mixed")[0]
+    aal_mixed = _accuracy(summary, development, "sbr_aal", "mixed")[0]
+    if not np.isnan(cnn_mixed):
+        holds = abs(cnn_mixed - cnn_orig) <= 0.015
+        out.append(
+            f"- CNN mixed within 0.015 of CNN original ({cnn_mixed:.3f} vs {cnn_orig:.3f}): "
+            f"**{'holds' if holds else 'does not hold'}**."
+        )
+        holds = cnn_mixed >= aal_mixed + 0.04
+        out.append(
+            f"- CNN mixed ≥ AAL-SBR mixed + 0.04 ({cnn_mixed:.3f} vs {aal_mixed:.3f}): "
+            f"**{'holds' if holds else 'does not hold'}**."
+        )
+        for cohort in cohorts:
+            if cohort == development:
+                continue
+            cnn = _accuracy(summary, cohort, "cnn", "mixed")[0]
+            sbr = _accuracy(summary, cohort, "sbr_aal", "mixed")[0]
+            holds = cnn > sbr
+            out.append(
+                f"- `{cohort}`: mixed-trained CNN beats mixed-trained AAL-SBR cutoffs "
+                f"({cnn:.3f} vs {sbr:.3f}): **{'holds' if holds else 'does not hold'}**."
+            )
+    return out or ["- (no comparisons available in this run)"]

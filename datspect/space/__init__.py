@@ -1,0 +1,2 @@
+"""The MNI 2 mm template space: anatomy from installed atlases, the registration template, where a
+slab sits."""

@@ -1,0 +1,1 @@
+"""What the Snakemake rules call: config checks, the steps, the warm worker pool, provenance."""

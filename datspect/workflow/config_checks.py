@@ -1,0 +1,195 @@
+"""Configuration checks that give one clear message before any heavy work starts.
+
+The JSON schema (``schemas/config.schema.yaml``) catches unknown keys and wrong types; the
+checks here catch what a schema cannot express (fractions summing to 1, exactly one development
+cohort, camera names that exist, a sheet for every sheet cohort).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from datspect.errors import InputError
+from datspect.evaluation.splits import PARTS as SPLIT_PARTS
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML file with ``yaml.safe_load`` (never the unsafe loader)."""
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    return data if data is not None else {}
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+_TYPE_NAMES = {
+    "number": "a number (e.g. 18.0)",
+    "integer": "a whole number (e.g. 10)",
+    "string": "text",
+    "boolean": "true or false",
+    "array": "a list (e.g. [a, b])",
+    "object": "a section of keys",
+    "null": "null",
+}
+_BOUNDS = {
+    "minimum": "of at least",
+    "exclusiveMinimum": "above",
+    "maximum": "of at most",
+    "exclusiveMaximum": "below",
+}
+
+
+def _fix(error: jsonschema.ValidationError) -> str:
+    """How to repair a value the schema rejected."""
+    value = error.validator_value
+    if error.validator == "type":
+        types = [value] if isinstance(value, str) else value
+        return "write " + " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+    if error.validator == "enum":
+        return "use one of: " + ", ".join(map(str, value))
+    if error.validator in _BOUNDS:
+        return f"use a value {_BOUNDS[error.validator]} {value}"
+    if error.validator == "minItems":
+        return f"list at least {value} item(s)"
+    if error.validator == "maxItems":
+        return f"list at most {value} item(s)"
+    if error.validator == "uniqueItems":
+        return "list each item once"
+    if error.validator == "pattern":
+        return f"use a name that matches {value}"
+    return "see the comments in config.yaml for the allowed values"
+
+
+def locate_key(files, path) -> str | None:
+    """The last of the config ``files`` that sets the key ``path`` (later files win)."""
+    for file in reversed([str(f) for f in files]):
+        try:
+            node = load_yaml(file)
+        except (OSError, yaml.YAMLError):
+            continue
+        for part in path:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                break
+        else:
+            return file
+    return None
+
+
+def schema_message(error: jsonschema.ValidationError, source: str, files=()) -> str:
+    """Turn a jsonschema error into one line naming the file and key, the problem and the fix.
+
+    ``files`` are the config files in the order Snakemake merged them; the message names the
+    one that sets the offending key, else ``source``.
+    """
+    key = _key_path(error)
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = locate_key(files, path + extra[:1]) or source
+        hint = f"allowed keys here: {', '.join(allowed)}" if allowed else "remove it"
+        return f"{where}: unknown key(s) {extra} under '{key}'; fix the spelling ({hint})."
+    where = locate_key(files, path) or source
+    if error.validator == "required":
+        return (
+            f"{where}: '{key}' is missing a required key: {error.message}; add it (config.yaml "
+            "shows every key with an example)."
+        )
+    return f"{where}: key '{key}' has value {error.instance!r}: {error.message}; {_fix(error)}."
+
+
+def check_schema(config: dict, schema_path: str | Path, source: str = "config", files=()) -> None:
+    """Validate ``config`` against the schema; raise :class:`InputError` with the first error."""
+    schema = load_yaml(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        raise InputError(schema_message(error, source, files))
+
+
+def _locate_any(files, paths, source: str) -> str:
+    """The last config file that sets any of ``paths``, else ``source``."""
+    for file in reversed([str(f) for f in files]):
+        if any(locate_key([file], path) for path in paths):
+            return file
+    return source
+
+
+def check_semantics(config: dict, source: str = "config", files=()) -> None:
+    """Checks across keys; assumes the schema passed and defaults are filled.
+
+    ``files`` as for :func:`schema_message`: the message names the file that sets the keys.
+    """
+    splits = config["splits"]
+    total = sum(splits[p] for p in SPLIT_PARTS)
+    if not math.isclose(total, 1.0, abs_tol=1e-6):
+        where = _locate_any(files, [["splits", p] for p in SPLIT_PARTS], source)
+        raise InputError(
+            f"{where}: splits.train + splits.val + splits.test = {total:g}, must be 1; "
+            "e.g. train: 0.6, val: 0.2, test: 0.2."
+        )
+    roles = {name: c["role"] for name, c in config["cohorts"].items()}
+    development = [name for name, role in roles.items() if role == "development"]
+    if len(development) != 1:
+        where = _locate_any(files, [["cohorts", n, "role"] for n in roles], source)
+        raise InputError(
+            f"{where}: exactly one cohort must have role 'development', found "
+            f"{len(development)} ({', '.join(development) or 'none'}); set role: independent "
+            "on the others."
+        )
+    cameras = config.get("simulation", {}).get("cameras", {})
+    for name, cohort in config["cohorts"].items():
+        if cohort["source"] == "sheet" and not cohort.get("sheet"):
+            where = _locate_any(files, [["cohorts", name]], source)
+            raise InputError(
+                f"{where}: cohort '{name}' has source 'sheet' but no 'sheet' path; add "
+                f"cohorts.{name}.sheet: path/to/cohort.tsv."
+            )
+        if cohort["source"] == "slabs" and not cohort.get("slabs"):
+            raise InputError(
+                f"{source}: cohort '{name}' has source 'slabs' but no 'slabs' section; add "
+                f"cohorts.{name}.slabs.folder: path/to/folder (with HC/ and PD/ sub-folders)."
+            )
+        if cohort["source"] == "slabs" and config["cnn"]["input"] != "slab":
+            raise InputError(
+                f"{source}: cohort '{name}' holds 2D slabs, but cnn.input is "
+                f"'{config['cnn']['input']}'; set cnn.input: slab."
+            )
+        if cohort["source"] == "simulate":
+            sim = cohort.get("simulate")
+            if not sim:
+                where = _locate_any(files, [["cohorts", name]], source)
+                raise InputError(
+                    f"{where}: cohort '{name}' has source 'simulate' but no 'simulate' "
+                    f"section; add cohorts.{name}.simulate with n_normal, n_reduced, camera."
+                )
+            if sim["camera"] not in cameras:
+                where = _locate_any(files, [["cohorts", name, "simulate", "camera"]], source)
+                raise InputError(
+                    f"{where}: cohorts.{name}.simulate.camera is '{sim['camera']}', not one of "
+                    f"simulation.cameras ({', '.join(sorted(cameras)) or 'none defined'}); use "
+                    "one of those or define the camera under simulation.cameras."
+                )
+    if "cnn" in config["methods"] and "mixed" not in config["settings"]:
+        independent = [n for n, r in roles.items() if r == "independent"]
+        if independent:
+            where = _locate_any(files, [["settings"]], source)
+            raise InputError(
+                f"{where}: independent cohorts ({', '.join(independent)}) are scored with the "
+                "mixed-setting models; add 'mixed' to settings."
+            )
+
+
+def development_cohort(config: dict) -> str:
+    """Name of the (single) development cohort."""
+    return next(n for n, c in config["cohorts"].items() if c["role"] == "development")
