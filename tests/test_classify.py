@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO
+from nibabel.affines import voxel_sizes
 from PIL import Image
 from scipy import ndimage
 from test_dicom import write_nm
@@ -42,7 +43,7 @@ def write_dicom(img: nib.Nifti1Image, path: Path) -> Path:
     """``img`` as an NM multi-frame DICOM file with the same voxels in the same place."""
     data = np.asarray(img.dataobj, dtype=np.float64)
     a = img.affine
-    spacing = np.linalg.norm(a[:3, :3], axis=0)
+    spacing = voxel_sizes(a)
     col_dir, row_dir = _FLIP @ (a[:3, 0] / spacing[0]), _FLIP @ (a[:3, 1] / spacing[1])
     slice_step = float((_FLIP @ a[:3, 2]) @ np.cross(col_dir, row_dir))
     slope = float(f"{data.max() / 60000.0:.6g}")  # a DICOM DS holds 16 characters

@@ -9,7 +9,7 @@ from scipy.optimize import curve_fit
 from scipy.stats import norm
 
 from datspect.errors import InputError
-from datspect.preprocess.smooth import FWHM_PER_SIGMA, smooth_fwhm, smooth_fwhm_2d, voxel_sizes
+from datspect.preprocess.smooth import FWHM_PER_SIGMA, smooth_fwhm, smooth_fwhm_2d
 
 
 def _rotated_affine(voxel_mm, angle_deg: float) -> np.ndarray:
@@ -76,10 +76,6 @@ def test_constant_mode_treats_outside_as_empty():
     # into empty space ("nearest" would keep 1.0 here).
     sigma_vox = 12.0 / FWHM_PER_SIGMA / 2.0
     assert out[0, 15, 15] == pytest.approx(norm.cdf(0.5 / sigma_vox), abs=0.01)
-
-
-def test_voxel_sizes_from_affine_columns():
-    np.testing.assert_allclose(voxel_sizes(_rotated_affine((2.0, 2.5, 3.0), 40)), [2.0, 2.5, 3.0])
 
 
 def test_smooth_2d_anisotropic_pixels():

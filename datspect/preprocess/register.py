@@ -26,6 +26,7 @@ import functools
 
 import nibabel as nib
 import numpy as np
+from nibabel.affines import voxel_sizes
 from scipy import ndimage
 
 from datspect.errors import InputError
@@ -58,7 +59,7 @@ def to_sitk(img: nib.Nifti1Image):
 
     data = volume_data(img)
     lps = _FLIP @ img.affine[:3, :3]
-    spacing = np.sqrt((lps**2).sum(axis=0))
+    spacing = voxel_sizes(img.affine)  # the flip of x and y leaves the lengths as they are
     out = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
     out.SetSpacing(spacing.tolist())
     out.SetDirection((lps / spacing).ravel().tolist())

@@ -18,6 +18,7 @@ import math
 
 import nibabel as nib
 import numpy as np
+from nibabel.affines import voxel_sizes
 from scipy import ndimage
 
 from datspect.errors import InputError
@@ -36,11 +37,6 @@ def _check_fwhm(fwhm_mm: float) -> float:
             "set it in config.yaml (the study used 18)."
         )
     return fwhm
-
-
-def voxel_sizes(affine: np.ndarray) -> np.ndarray:
-    """Voxel edge lengths (mm) along the three voxel axes: the norms of the affine's columns."""
-    return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
 
 
 def smooth_fwhm(img: nib.Nifti1Image, fwhm_mm: float) -> nib.Nifti1Image:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.affines import voxel_sizes
 from scipy import ndimage
 
 from datspect.errors import InputError
@@ -199,7 +200,7 @@ def load_template(path: str | Path | None, **kw) -> nib.Nifti1Image:
     if not np.all(np.isfinite(data)):
         raise InputError(f"template {path}: contains NaN or infinite values; replace them by 0")
     affine = img.affine
-    voxel_mm = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    voxel_mm = voxel_sizes(affine)
     if np.any(voxel_mm < 0.5) or np.any(voxel_mm > 4.0):
         raise InputError(
             f"template {path}: voxel size {np.round(voxel_mm, 2).tolist()} mm is outside "

@@ -14,6 +14,7 @@ import time
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from nibabel.affines import voxel_sizes
 
 from datspect.cohorts import simulate as simulator
 from datspect.cohorts import slab_folder
@@ -47,7 +48,7 @@ def ingest(source, out) -> str:
     """Validate a user scan (NIfTI or DICOM) and store it as NIfTI."""
     img = imageio.load_scan(source)
     imageio.save_nifti(img, out)
-    zooms = np.linalg.norm(img.affine[:3, :3], axis=0)
+    zooms = voxel_sizes(img.affine)
     return f"{source}: shape {img.shape}, voxel {np.round(zooms, 2).tolist()} mm"
 
 
