@@ -5,11 +5,12 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+from nibabel.processing import fwhm2sigma, sigma2fwhm
 from scipy.optimize import curve_fit
 from scipy.stats import norm
 
 from datspect.errors import InputError
-from datspect.preprocess.smooth import FWHM_PER_SIGMA, smooth_fwhm, smooth_fwhm_2d
+from datspect.preprocess.smooth import smooth_fwhm, smooth_fwhm_2d
 
 
 def _rotated_affine(voxel_mm, angle_deg: float) -> np.ndarray:
@@ -26,7 +27,7 @@ def _moment_fwhm(profile: np.ndarray, step_mm: float) -> float:
     x = np.arange(profile.size) * step_mm
     w = profile / profile.sum()
     mean = (w * x).sum()
-    return FWHM_PER_SIGMA * np.sqrt((w * (x - mean) ** 2).sum())
+    return sigma2fwhm(np.sqrt((w * (x - mean) ** 2).sum()))
 
 
 def _gauss(x, amp, mu, sigma):
@@ -52,9 +53,9 @@ def test_point_source_gives_back_fwhm_on_anisotropic_grid(fwhm, angle):
         profile = result.sum(axis=tuple(a for a in range(3) if a != axis))
         assert _moment_fwhm(profile, voxel[axis]) == pytest.approx(fwhm, rel=0.05)
         x = np.arange(profile.size) * voxel[axis]
-        p0 = (profile.max(), x[centre[axis]], fwhm / FWHM_PER_SIGMA)
+        p0 = (profile.max(), x[centre[axis]], fwhm2sigma(fwhm))
         (_, _, sigma), _ = curve_fit(_gauss, x, profile, p0=p0)
-        assert FWHM_PER_SIGMA * abs(sigma) == pytest.approx(fwhm, rel=0.05)
+        assert sigma2fwhm(abs(sigma)) == pytest.approx(fwhm, rel=0.05)
 
 
 def test_sequential_smoothing_adds_in_quadrature():
@@ -74,7 +75,7 @@ def test_constant_mode_treats_outside_as_empty():
     assert out[15, 15, 15] == pytest.approx(1.0, abs=1e-6)  # interior unchanged
     # At the edge voxel the kernel reaches half a voxel plus one side into activity, the rest
     # into empty space ("nearest" would keep 1.0 here).
-    sigma_vox = 12.0 / FWHM_PER_SIGMA / 2.0
+    sigma_vox = fwhm2sigma(12.0) / 2.0
     assert out[0, 15, 15] == pytest.approx(norm.cdf(0.5 / sigma_vox), abs=0.01)
 
 

@@ -30,12 +30,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from nibabel.affines import voxel_sizes
+from nibabel.processing import fwhm2sigma
 from scipy import ndimage
 
 from datspect.errors import InputError
 from datspect.space import anatomy
-
-FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
 
 def activity_map(
@@ -105,7 +104,9 @@ def blur(volume: np.ndarray, fwhm_mm: float, voxel_mm: float = 2.0) -> np.ndarra
         raise ValueError(f"fwhm_mm must be >= 0, not {fwhm_mm!r}")
     if fwhm_mm == 0:
         return np.asarray(volume, dtype=np.float32)
-    sigma = fwhm_mm * FWHM_TO_SIGMA / voxel_mm
+    # fwhm times sigma-per-mm, not fwhm2sigma(fwhm): the two round differently for 4 % of FWHMs,
+    # and the template (hence every registration) was built with this order.
+    sigma = fwhm_mm * fwhm2sigma(1.0) / voxel_mm
     return ndimage.gaussian_filter(np.asarray(volume, dtype=np.float32), sigma, mode="constant")
 
 
