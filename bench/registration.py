@@ -36,18 +36,10 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import ndimage  # noqa: E402
+from scipy.spatial.transform import Rotation  # noqa: E402
 
 from datspect.preprocess import register
 from datspect.space import anatomy, template  # noqa: E402
-
-
-def rotation(angles_deg: np.ndarray) -> np.ndarray:
-    """Rotation matrix from x, y, z Euler angles in degrees (applied x, then y, then z)."""
-    ax, ay, az = np.deg2rad(angles_deg)
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 def phantom(rng: np.random.Generator, reduced: bool) -> tuple[nib.Nifti1Image, dict]:
@@ -74,7 +66,9 @@ def phantom(rng: np.random.Generator, reduced: bool) -> tuple[nib.Nifti1Image, d
     act = template.blur(act, fwhm)
 
     pose = np.eye(4)
-    pose[:3, :3] = rotation(rng.uniform(-10, 10, 3)) @ np.diag(rng.uniform(0.95, 1.05, 3))
+    # Rotations about x, then y, then z (extrinsic "xyz"), as in the simulator.
+    rot = Rotation.from_euler("xyz", rng.uniform(-10, 10, 3), degrees=True).as_matrix()
+    pose[:3, :3] = rot @ np.diag(rng.uniform(0.95, 1.05, 3))
     pose[:3, 3] = rng.uniform(-20, 20, 3)  # native_from_mni (RAS mm)
 
     vox = rng.uniform(3.3, 4.8)

@@ -9,21 +9,13 @@ from nibabel.affines import voxel_sizes
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from scipy.spatial.transform import Rotation
 
 from datspect.errors import InputError
 from datspect.io.dicom import NM_SOP_CLASS, read_dicom
 
 SC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"  # secondary capture
 PT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.128"
-
-
-def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    """Rotation matrix from angles (degrees) about x, y, z."""
-    ax, ay, az = np.deg2rad([ax, ay, az])
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 def _base(path, sop_class: str, modality: str, series_uid: str, pixels: np.ndarray) -> FileDataset:
@@ -176,7 +168,7 @@ def test_nm_multiframe_standard_transverse(tmp_path, frames):
 
 @pytest.mark.parametrize("in_detector", [True, False])
 def test_nm_multiframe_oblique(tmp_path, frames, in_detector):
-    rot = _rotation(20, -15, 30)
+    rot = Rotation.from_euler("xyz", [20, -15, 30], degrees=True).as_matrix()
     iop = np.concatenate([rot[:, 0], rot[:, 1]])
     ipp = np.array([10.0, -20.0, 30.0])
     path = write_nm(
@@ -219,7 +211,7 @@ def test_nm_multiframe_negative_spacing_runs_against_normal(tmp_path, frames):
 )
 def test_slice_per_file_series(tmp_path, frames, iop, step_sign):
     if iop is None:
-        rot = _rotation(-10, 25, 5)
+        rot = Rotation.from_euler("xyz", [-10, 25, 5], degrees=True).as_matrix()
         iop = np.concatenate([rot[:, 0], rot[:, 1]])
     iop = np.array([float(v) for v in _ds_values(iop)])
     step = step_sign * 3.3 * np.cross(iop[:3], iop[3:])
@@ -248,7 +240,7 @@ def test_slice_per_file_series(tmp_path, frames, iop, step_sign):
 def test_affine_agrees_with_simpleitk(tmp_path, frames, layout):
     """An independent reader (SimpleITK/GDCM, LPS) gives the same grid and values."""
     sitk = pytest.importorskip("SimpleITK")
-    rot = _rotation(12, 20, -25)
+    rot = Rotation.from_euler("xyz", [12, 20, -25], degrees=True).as_matrix()
     iop = np.array([float(v) for v in _ds_values(np.concatenate([rot[:, 0], rot[:, 1]]))])
     if layout == "nm_multiframe":
         source = write_nm(

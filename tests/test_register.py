@@ -6,6 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from scipy import ndimage
+from scipy.spatial.transform import Rotation
 
 from datspect.errors import InputError
 from datspect.preprocess import register
@@ -15,14 +16,6 @@ from datspect.space import anatomy, template
 @pytest.fixture(scope="module")
 def tmpl() -> nib.Nifti1Image:
     return template.anatomical_template(6.0, 12.0)
-
-
-def _rotation(deg_x: float, deg_y: float, deg_z: float) -> np.ndarray:
-    ax, ay, az = np.deg2rad([deg_x, deg_y, deg_z])
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 def _native(mni: nib.Nifti1Image, pose: np.ndarray, affine: np.ndarray, shape) -> nib.Nifti1Image:
@@ -45,7 +38,8 @@ def test_to_sitk_places_voxels_where_nifti_does():
     affine = np.array(
         [[0.0, -3.9, 0.0, 120.0], [0.0, 0.0, 4.2, -90.0], [3.5, 0.0, 0.0, -60.0], [0, 0, 0, 1]]
     )
-    affine[:3, :3] = _rotation(5, -3, 7) @ affine[:3, :3]
+    rot = Rotation.from_euler("xyz", [5, -3, 7], degrees=True).as_matrix()
+    affine[:3, :3] = rot @ affine[:3, :3]
     img = nib.Nifti1Image(np.zeros((5, 6, 7), np.float32), affine)
     itk = register.to_sitk(img)
     for idx in [(0, 0, 0), (4, 1, 6), (2, 5, 3)]:
@@ -57,7 +51,7 @@ def test_to_sitk_places_voxels_where_nifti_does():
 
 def test_known_pose_is_recovered(tmpl):
     true = np.eye(4)
-    true[:3, :3] = _rotation(8.0, -6.0, 5.0)
+    true[:3, :3] = Rotation.from_euler("xyz", [8.0, -6.0, 5.0], degrees=True).as_matrix()
     true[:3, 3] = [12.0, -15.0, 9.0]
     # Radiological (LPS-like) native grid of 4 mm voxels, not the template's orientation.
     shape = (64, 64, 50)
@@ -80,7 +74,8 @@ def test_pd_like_scan_registers_reproducibly(tmpl):
     act[anatomy.region("caudate_l")] *= 0.6
     scan = nib.Nifti1Image(template.blur(act, 13.0), anatomy.MNI_AFFINE)
     true = np.eye(4)
-    true[:3, :3] = _rotation(-4.0, 3.0, 9.0) @ np.diag([0.95, 0.95, 0.95])
+    rot = Rotation.from_euler("xyz", [-4.0, 3.0, 9.0], degrees=True).as_matrix()
+    true[:3, :3] = rot @ np.diag([0.95, 0.95, 0.95])
     true[:3, 3] = [-10.0, 6.0, 18.0]
     affine = np.diag([3.5, 3.5, 3.5, 1.0])
     affine[:3, 3] = [-110.0, -130.0, -70.0]
@@ -185,8 +180,7 @@ def test_striatal_label_dice_box_equals_whole_grid_resampling():
     rng = np.random.default_rng(3)
     for _ in range(10):
         est = np.eye(4)
-        angle = rng.normal(0, 0.1)
-        est[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+        est[:3, :3] = Rotation.from_euler("z", rng.normal(0, 0.1)).as_matrix()
         est[:3, :3] *= rng.uniform(0.85, 1.15)
         est[:3, 3] = rng.normal(0, 6, 3)
         voxel = np.linalg.inv(anatomy.MNI_AFFINE) @ est @ anatomy.MNI_AFFINE

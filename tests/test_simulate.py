@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from nibabel.affines import voxel_sizes
 from scipy import ndimage
+from scipy.spatial.transform import Rotation
 
 from datspect.cohorts import phantom, simulate
 from datspect.cohorts.synthetic_subjects import cohort_design, stable_hash
@@ -117,6 +118,13 @@ def test_truth_ranges(subjects):
             assert t["sbr_true"][f"putamen_{side}"] < 1.1 * t["sbr_true"][f"putamen_{other}"]
         put[t["label"]].append(min(t["sbr_true"]["putamen_l"], t["sbr_true"]["putamen_r"]))
     assert np.mean(put[1]) < 0.7 * np.mean(put[0])
+
+
+def test_rotation_matrix_is_extrinsic_xyz():
+    """The pose rotation is scipy's extrinsic x-y-z Euler rotation, up to rounding."""
+    for angles in np.random.default_rng(0).uniform(-30.0, 30.0, (50, 3)):
+        expected = Rotation.from_euler("xyz", angles, degrees=True).as_matrix()
+        np.testing.assert_allclose(simulate.rotation_matrix(angles), expected, rtol=0, atol=1e-15)
 
 
 def test_native_from_mni_lands_on_striatal_blob():

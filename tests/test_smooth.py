@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from nibabel.processing import fwhm2sigma, sigma2fwhm
 from scipy.optimize import curve_fit
+from scipy.spatial.transform import Rotation
 from scipy.stats import norm
 
 from datspect.errors import InputError
@@ -15,8 +16,7 @@ from datspect.preprocess.smooth import smooth_fwhm, smooth_fwhm_2d
 
 def _rotated_affine(voxel_mm, angle_deg: float) -> np.ndarray:
     """Voxel sizes ``voxel_mm`` with the voxel axes rotated about z (oblique acquisition)."""
-    a = np.deg2rad(angle_deg)
-    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rot = Rotation.from_euler("z", angle_deg, degrees=True).as_matrix()
     affine = np.eye(4)
     affine[:3, :3] = rot @ np.diag(voxel_mm)
     affine[:3, 3] = [-40.0, 12.0, 7.0]

@@ -391,6 +391,7 @@ def draw_biology(rng: np.random.Generator, label: int, cohort: dict, physics: di
 
 def rotation_matrix(rotation_deg) -> np.ndarray:
     """Rotation about the x, then y, then z axis (degrees, right-handed, RAS axes)."""
+    # scipy's Rotation.from_euler("xyz") differs in the last bit and would change the cohorts.
     ax, ay, az = np.deg2rad(np.asarray(rotation_deg, dtype=float))
     rx = np.array([[1, 0, 0], [0, math.cos(ax), -math.sin(ax)], [0, math.sin(ax), math.cos(ax)]])
     ry = np.array([[math.cos(ay), 0, math.sin(ay)], [0, 1, 0], [-math.sin(ay), 0, math.cos(ay)]])
