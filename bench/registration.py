@@ -38,7 +38,8 @@ import pandas as pd  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
-from datspect.preprocess import register
+from datspect.preprocess import register  # noqa: E402
+from datspect.preprocess.smooth import smooth_fwhm  # noqa: E402
 from datspect.space import anatomy, template  # noqa: E402
 
 
@@ -63,7 +64,7 @@ def phantom(rng: np.random.Generator, reduced: bool) -> tuple[nib.Nifti1Image, d
         scalp_thickness_mm=10.0,
     )
     fwhm = rng.uniform(10.0, 14.0)
-    act = template.blur(act, fwhm)
+    act = smooth_fwhm(nib.Nifti1Image(act, anatomy.MNI_AFFINE), fwhm).get_fdata(dtype=np.float32)
 
     pose = np.eye(4)
     # Rotations about x, then y, then z (extrinsic "xyz"), as in the simulator.

@@ -10,6 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from datspect.errors import InputError
 from datspect.preprocess import register
+from datspect.preprocess.smooth import smooth_fwhm
 from datspect.space import anatomy, template
 
 
@@ -72,7 +73,7 @@ def test_pd_like_scan_registers_reproducibly(tmpl):
         5.0, putamen_factor=0.05, scalp_uptake=0.6, scalp_gap_mm=4.0, scalp_thickness_mm=10.0
     )
     act[anatomy.region("caudate_l")] *= 0.6
-    scan = nib.Nifti1Image(template.blur(act, 13.0), anatomy.MNI_AFFINE)
+    scan = smooth_fwhm(nib.Nifti1Image(act, anatomy.MNI_AFFINE), 13.0)
     true = np.eye(4)
     rot = Rotation.from_euler("xyz", [-4.0, 3.0, 9.0], degrees=True).as_matrix()
     true[:3, :3] = rot @ np.diag([0.95, 0.95, 0.95])
@@ -122,9 +123,8 @@ def test_centroid_error_and_dice(tmpl):
     shift[:3, 3] = [3.0, 0.0, 4.0]
     assert register.striatal_centroid_error(shift, np.eye(4)) == pytest.approx(5.0)
     healthy = register.striatum_dice(tmpl)
-    pd_like = template.scale_to_reference(
-        template.blur(template.activity_map(6.0, putamen_factor=0.05), 12.0)
-    )
+    pd_like = nib.Nifti1Image(template.activity_map(6.0, putamen_factor=0.05), anatomy.MNI_AFFINE)
+    pd_like = template.scale_to_reference(smooth_fwhm(pd_like, 12.0).get_fdata(dtype=np.float32))
     reduced = register.striatum_dice(nib.Nifti1Image(pd_like, anatomy.MNI_AFFINE))
     assert healthy > 0.78 and reduced < 0.65
 

@@ -98,14 +98,14 @@ def _shell(gap_mm: float, thickness_mm: float) -> np.ndarray:
     return shell
 
 
-def blur(volume: np.ndarray, fwhm_mm: float, voxel_mm: float = 2.0) -> np.ndarray:
+def _blur(volume: np.ndarray, fwhm_mm: float, voxel_mm: float = 2.0) -> np.ndarray:
     """Isotropic Gaussian blur of ``volume`` with ``fwhm_mm`` on a grid of ``voxel_mm`` voxels."""
+    # Not preprocess.smooth_fwhm: it filters in float64, and 115302 template voxels would change.
     if fwhm_mm < 0:
         raise ValueError(f"fwhm_mm must be >= 0, not {fwhm_mm!r}")
     if fwhm_mm == 0:
         return np.asarray(volume, dtype=np.float32)
-    # fwhm times sigma-per-mm, not fwhm2sigma(fwhm): the two round differently for 4 % of FWHMs,
-    # and the template (hence every registration) was built with this order.
+    # fwhm * sigma-per-mm as before: fwhm2sigma(fwhm) differs in the last bit for 4 % of FWHMs.
     sigma = fwhm_mm * fwhm2sigma(1.0) / voxel_mm
     return ndimage.gaussian_filter(np.asarray(volume, dtype=np.float32), sigma, mode="constant")
 
@@ -148,7 +148,7 @@ def anatomical_template(
         pallidum_fraction=pallidum_fraction,
         scalp_uptake=scalp_uptake,
     )
-    data = scale_to_reference(blur(activity, fwhm_mm))
+    data = scale_to_reference(_blur(activity, fwhm_mm))
     return nib.Nifti1Image(data, anatomy.MNI_AFFINE.copy())
 
 
