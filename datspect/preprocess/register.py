@@ -249,6 +249,7 @@ def resample_to_mni(
     if native_from_mni.shape != (4, 4) or not np.all(np.isfinite(native_from_mni)):
         raise ValueError("native_from_mni must be a finite 4x4 matrix")
     data = volume_data(img)
+    # Not nibabel's resample_from_to: it needs inv(native_from_mni) in the affine, other bits.
     vox2vox = np.linalg.inv(img.affine) @ native_from_mni @ anatomy.MNI_AFFINE
     out = ndimage.affine_transform(
         data,
