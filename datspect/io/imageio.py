@@ -218,6 +218,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     Path
         Where the caller writes.
     """
+    # Own code: atomicwrites, the usual package, was archived in 2022 and points to os.replace.
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffixes = (
