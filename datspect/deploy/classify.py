@@ -243,7 +243,7 @@ def run(
     pandas.DataFrame
         The table, one row per scan.
     """
-    from datspect.figures import slab_pages
+    from datspect.figures.slab import classification_page
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     model = export.load_model(model_dir)
@@ -255,7 +255,7 @@ def run(
         start = time.perf_counter()
         result = classify_scan(scan, model, threads=threads)
         page = out_dir / f"{name}.png"
-        slab_pages.classification_page(result, model, page, title=name)
+        classification_page(result, model, page, title=name)
         result.row["report"] = page.name
         result.row["seconds"] = round(time.perf_counter() - start, 2)
         rows.append(result.row)
