@@ -1,12 +1,18 @@
-"""Figures: each function writes one sane PNG atomically from small synthetic tables."""
+"""Figures: each function writes one sane PNG atomically from small synthetic tables, styled."""
 
 from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 from PIL import Image
 
+import datspect.figures
 from datspect.errors import InputError
 from datspect.figures import qc, results, sbr, style, training
 from datspect.space.slab_grid import SLAB_SHAPE
@@ -17,13 +23,43 @@ SPLITS = (0, 1, 2)
 CUTOFFS = {"original": 1.9, "smoothed": 1.2, "mixed": 1.55}
 
 
-def _check_png(path, *, min_px=300, max_px=6000):
-    """A non-empty PNG of a sane size, and nothing else (no temporary file) in its folder."""
+def _check_png(path, fig, *, min_px=300, max_px=6000):
+    """A non-empty PNG of a sane size, nothing else (no temporary file) in its folder, and a
+    figure drawn in the project's style (no top/right frame lines)."""
     assert [p.name for p in path.parent.iterdir()] == [path.name]
     assert path.stat().st_size > 1000
     with Image.open(path) as img:
         assert img.format == "PNG"
         assert min_px <= img.width <= max_px and min_px <= img.height <= max_px
+    for ax in fig.axes:
+        assert not ax.spines["top"].get_visible() and not ax.spines["right"].get_visible()
+
+
+def _figure_functions():
+    """Every public function of every figures module that writes a PNG: it takes ``out`` and
+    returns the Figure."""
+    for info in pkgutil.iter_modules(datspect.figures.__path__):
+        module = importlib.import_module(f"datspect.figures.{info.name}")
+        for name, func in inspect.getmembers(module, inspect.isfunction):
+            signature = inspect.signature(func)
+            if (
+                not name.startswith("_")
+                and func.__module__ == module.__name__
+                and "out" in signature.parameters
+                and signature.return_annotation in (Figure, "Figure")
+            ):
+                yield f"{module.__name__}.{name}", func
+
+
+def test_every_figure_function_draws_in_the_style():
+    functions = dict(_figure_functions())
+    assert {"datspect.figures.results.roc_curves", "datspect.figures.style.placeholder"} <= set(
+        functions
+    )
+    unstyled = [
+        n for n, func in functions.items() if getattr(func, "style", None) is not style.STYLE
+    ]
+    assert not unstyled, f"not decorated with datspect.figures.style.styled: {unstyled}"
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +106,7 @@ def per_split(predictions) -> pd.DataFrame:
 def test_accuracy_bars(tmp_path, per_split):
     out = tmp_path / "accuracy.png"
     fig = results.accuracy_bars(per_split, out, study_cohort="ppmi")
-    _check_png(out)
+    _check_png(out, fig)
     dev, indep = fig.axes[:2]
     assert dev.get_title().startswith("ppmi (development")
     # 3 methods x 3 settings on the development cohort, 3 mixed bars on the independent one.
@@ -87,19 +123,19 @@ def test_roc_curves_average_over_splits(tmp_path, predictions):
     out = tmp_path / "roc.png"
     perfect = predictions.assign(score_reduced=predictions["label"].astype(float))
     fig = results.roc_curves(perfect, out, "ppmi")
-    _check_png(out)
+    _check_png(out, fig)
     panels = fig.axes[:3]
     assert [ax.get_title() for ax in panels] == ["AAL-SBR", "HV-SBR", "CNN"]
     labels = panels[0].get_legend_handles_labels()[1]
     assert labels[1:] == [f"{s}: AUC 1.000 ± 0.000" for s in SETTINGS]
     fig = results.roc_curves(predictions, out, "clinical")
-    _check_png(out)
+    _check_png(out, fig)
 
 
 def test_confusion_matrices_one_panel_per_method_and_setting(tmp_path, predictions):
     out = tmp_path / "confusion.png"
     fig = results.confusion_matrices(predictions, out, "ppmi")
-    _check_png(out)
+    _check_png(out, fig)
     assert len([ax for ax in fig.axes if ax.images]) == 9
 
 
@@ -124,7 +160,7 @@ def test_sbr_distributions_draws_one_cutoff_per_setting(tmp_path, predictions):
     )
     out = tmp_path / "sbr.png"
     fig = sbr.sbr_distributions(table, predictions, out, cohort="ppmi")
-    _check_png(out)
+    _check_png(out, fig)
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title().split()[0] for ax in panels] == ["original", "smoothed"]
     for ax in panels:
@@ -145,7 +181,7 @@ def test_qc_mosaic_outlines_every_slab(tmp_path):
     slabs = [(f"sub-{i:02d} ok", rng.random(SLAB_SHAPE)) for i in range(7)]
     out = tmp_path / "mosaic.png"
     fig = qc.qc_mosaic(slabs, out, ncols=4)
-    _check_png(out)
+    _check_png(out, fig)
     shown = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in shown] == [t for t, _ in slabs]
     assert all(any(c.get_gid() == "putamen-outline" for c in ax.collections) for ax in shown)
@@ -174,7 +210,7 @@ def test_training_curves_one_line_per_split(tmp_path):
     }
     out = tmp_path / "training.png"
     fig = training.training_curves(histories, out)
-    _check_png(out)
+    _check_png(out, fig)
     assert len(fig.axes) == 6
     loss, accuracy = fig.axes[:3], fig.axes[3:]
     # validation (gid = split) and training (gid = train:split) loss per split; accuracy only
@@ -208,7 +244,7 @@ def test_normalization_qc_summary(tmp_path):
     table = pd.DataFrame(rows)
     out = tmp_path / "qc.png"
     fig = qc.normalization_qc_summary(table, out, min_correlation=0.8, max_centroid_error_mm=4.0)
-    _check_png(out)
+    _check_png(out, fig)
     ax_err, ax_r = fig.axes[:2]
     n_fail = int((table.groupby("subject_id")["centroid_error_mm"].first() > 4.0).sum())
     labels = ax_err.get_legend_handles_labels()[1]
@@ -218,7 +254,7 @@ def test_normalization_qc_summary(tmp_path):
     fig = qc.normalization_qc_summary(
         table.assign(centroid_error_mm=np.nan), out, min_correlation=0.8, max_centroid_error_mm=4.0
     )
-    _check_png(out)
+    _check_png(out, fig)
 
 
 def test_independent_results_bars_and_roc_per_method(tmp_path, predictions, per_split):
@@ -227,7 +263,7 @@ def test_independent_results_bars_and_roc_per_method(tmp_path, predictions, per_
     fig = results.independent_results(
         metrics, predictions, out, cohorts=["clinical"], development="ppmi"
     )
-    _check_png(out)
+    _check_png(out, fig)
     bars, roc = fig.axes[:2]
     assert bars.get_title() == "clinical: mixed-trained models of 3 splits"
     for method in METHODS:
@@ -267,7 +303,7 @@ def test_robustness_curve_mean_and_sd_over_splits(tmp_path):
     table = pd.DataFrame(rows)
     out = tmp_path / "robustness.png"
     fig = results.robustness_curve(table, out, setting_fwhm_mm=18.0)
-    _check_png(out)
+    _check_png(out, fig)
     panels = fig.axes[:2]
     assert [ax.get_title() for ax in panels] == [
         "trained on original (3 splits)",
@@ -301,5 +337,5 @@ def test_small_run_makes_every_figure(small_run):
 def test_placeholder_says_why(tmp_path):
     out = tmp_path / "placeholder.png"
     fig = style.placeholder(out, "no CNN in this run")
-    _check_png(out, min_px=200)
+    _check_png(out, fig, min_px=200)
     assert [t.get_text() for t in fig.axes[0].texts] == ["no CNN in this run"]

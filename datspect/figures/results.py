@@ -149,7 +149,6 @@ def accuracy_bars(
     return fig
 
 
-@styled
 def _plot_mean_roc(ax, rows: pd.DataFrame, grid: np.ndarray, *, color, name, gid=None) -> None:
     """The mean ROC of ``rows`` over splits with a ± 1 SD band, labelled with its mean AUC."""
     roc = mean_roc(rows, grid)
@@ -166,6 +165,7 @@ def _plot_mean_roc(ax, rows: pd.DataFrame, grid: np.ndarray, *, color, name, gid
     )
 
 
+@styled
 def roc_curves(
     predictions: pd.DataFrame, out, cohort: str, *, grid_points: int = 201, dpi: int = DPI
 ) -> Figure:

@@ -48,13 +48,17 @@ STYLE = {
 
 
 def styled(func):
-    """Run a figure function under :data:`STYLE` (rc values are read when artists are made)."""
+    """Run a figure function under :data:`STYLE` (rc values are read when artists are made).
+
+    The wrapper's ``style`` attribute is :data:`STYLE`, so tests can tell styled functions apart.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         with matplotlib.rc_context(STYLE):
             return func(*args, **kwargs)
 
+    wrapper.style = STYLE
     return wrapper
 
 
@@ -70,6 +74,7 @@ def save(fig: Figure, out, dpi: int) -> None:
         fig.savefig(tmp, dpi=dpi)
 
 
+@styled
 def placeholder(out, text: str, *, dpi: int = DPI) -> Figure:
     """A figure that says why there is nothing to show (keeps the report's file list fixed)."""
     fig = new_figure(6.0, 1.5)
