@@ -36,10 +36,9 @@ from datspect.figures.style import (
     styled,
 )
 from datspect.space import anatomy, slab_grid
-from datspect.vocabulary import LABEL_NAMES, METHOD_NAMES, SBR_COLUMN
+from datspect.vocabulary import LABEL_NAMES, METHOD_NAMES, SBR_COLUMN, SBR_REGION_NAMES
 
 CUTOFF_COLOR = SETTING_COLORS["mixed"]
-SBR_KINDS = {"sbr_aal": "AAL putamen ROI", "sbr_hv": "hottest voxels"}
 SIGNED_CMAP = "RdBu_r"
 ABSOLUTE_CMAP = "magma"
 #: Pixel centres of the slab in MNI mm: columns along x (+ = subject's right), rows along y.
@@ -236,7 +235,7 @@ def _sbr_panel(ax, model, result, method: str) -> None:
     )
     ax.axvline(value, color="black", linewidth=2.5, gid="scan", label=f"this scan {value:.2f}")
     ax.set_title(f"{METHOD_NAMES[method]}: {result.row[f'{method}_call']}")
-    ax.set_xlabel(f"Putamen SBR, {SBR_KINDS[method]} (ratio)")
+    ax.set_xlabel(f"Putamen SBR, {SBR_REGION_NAMES[method]} (ratio)")
     ax.set_ylabel("Development images\n(count)")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=2, frameon=False, fontsize=9)
@@ -277,18 +276,17 @@ def _summary_lines(result, model) -> tuple[str, str]:
     if not result.classified:
         return "NOT CLASSIFIED\n" + _wrap(r["note"], 44), "\n".join(right)
 
-    def sbr_line(method: str, name: str) -> str:
-        value, cut = r[f"{method}_putamen"], r[f"{method}_cutoff"]
+    def sbr_line(method: str) -> str:
+        value, cut, call = r[f"{method}_putamen"], r[f"{method}_cutoff"], r[f"{method}_call"]
         sign = "<" if value < cut else ">="
-        return f"{name:<8} {r[f'{method}_call'].upper()} ({value:.2f} {sign} {cut:.2f})"
+        return f"{METHOD_NAMES[method]:<8} {call.upper()} ({value:.2f} {sign} {cut:.2f})"
 
     left = [
         f"CNN      {r['cnn_call'].upper()}",
         f"  P(reduced) {r['cnn_p_mean']:.3f} ± {r['cnn_p_sd']:.3f}",
         f"  {r['cnn_votes']} models reduced",
         f"  models disagree: {'YES' if r['cnn_disagreement'] else 'no'}",
-        sbr_line("sbr_aal", "AAL-SBR"),
-        sbr_line("sbr_hv", "HV-SBR"),
+        *map(sbr_line, SBR_COLUMN),
     ]
     right = [
         "putamen SBR   left   right",
