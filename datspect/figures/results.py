@@ -1,8 +1,8 @@
 """The results figures: accuracy bars, ROC curves, confusion matrices, the independent cohorts
 and the robustness curve.
 
-The statistics they show come from :mod:`datspect.evaluation` (mean ROC over splits, pooled
-confusion counts); the figures only draw.
+The mean ROC over splits and the pooled confusion counts come from :mod:`datspect.evaluation`;
+the bars' mean ± SD over splits is a groupby of the table they are given.
 """
 
 from __future__ import annotations
