@@ -58,7 +58,7 @@ def main() -> None:
     import torch
 
     from datspect.deploy import classify, export
-    from datspect.figures import slab_pages
+    from datspect.figures.slab import classification_page
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -90,7 +90,7 @@ def main() -> None:
                 w0, c0 = time.perf_counter(), time.process_time()
                 result = classify.classify_scan(scan, model, threads=args.threads)
                 w1 = time.perf_counter()
-                slab_pages.classification_page(result, model, Path(tmp) / "page.png", title="x")
+                classification_page(result, model, Path(tmp) / "page.png", title="x")
                 compute.append(w1 - w0)
                 page.append(time.perf_counter() - w1)
                 cpu.append(time.process_time() - c0)

@@ -24,4 +24,20 @@ IMAGES_OF_SETTING = {
 INDEPENDENT_IMAGES = ("original",)
 
 METHOD_NAMES = {"sbr_aal": "AAL-SBR", "sbr_hv": "HV-SBR", "cnn": "CNN"}
+#: How each SBR method delineates the putamen, for axis labels.
+SBR_REGION_NAMES = {"sbr_aal": "AAL putamen ROI", "sbr_hv": "putamen hottest voxels"}
 LABEL_NAMES = {0: "normal", 1: "reduced"}
+
+
+def ordered(values, order) -> list:
+    """Distinct ``values`` in a canonical ``order``, unknown ones after them, sorted.
+
+    Parameters
+    ----------
+    values : iterable
+        Method, setting or cohort names, repeats allowed.
+    order : sequence
+        The canonical order, e.g. :data:`METHODS` or :data:`SETTINGS`.
+    """
+    present = set(values)
+    return [v for v in order if v in present] + sorted(present - set(order))

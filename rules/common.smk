@@ -9,6 +9,7 @@ from datspect.workflow import jobpool
 from datspect.workflow import provenance
 from datspect.evaluation import splits
 from datspect.seeds import derive_seed
+from datspect import vocabulary
 
 REPO = Path(workflow.basedir)
 SCHEMAS = REPO / "schemas"
@@ -23,7 +24,7 @@ config_checks.check_semantics(config, files=CONFIG_FILES)
 SEED = config["seed"]
 SETTINGS = config["settings"]
 METHODS = config["methods"]
-IMAGE_SETTINGS = ["original", "smoothed"]  # `mixed` pools both images of a subject
+IMAGE_SETTINGS = vocabulary.IMAGE_SETTINGS  # `mixed` pools both images of a subject
 DEV = config_checks.development_cohort(config)
 SPLITS = list(range(config["splits"]["n_splits"]))
 
@@ -82,8 +83,8 @@ splits.check_split_feasible(
 wildcard_constraints:
     cohort="|".join(COHORTS),
     subject=r"[A-Za-z0-9][A-Za-z0-9._-]*",
-    setting="|".join(["original", "smoothed", "mixed"]),
-    method="sbr_aal|sbr_hv|cnn",
+    setting="|".join(vocabulary.SETTINGS),
+    method="|".join(vocabulary.METHODS),
     split=r"\d+",
 
 
@@ -259,7 +260,7 @@ def export_targets():
         return []
     targets = ["results/figures/cnn_saliency.png"]
     # `classify` normalizes 3D scans: models trained on published 2D slabs are not exported.
-    if {"sbr_aal", "sbr_hv"} <= set(METHODS) and not is_slab_cohort(DEV):
+    if set(vocabulary.SBR_COLUMN) <= set(METHODS) and not is_slab_cohort(DEV):
         targets.append("results/model/manifest.json")
     return targets
 

@@ -59,7 +59,7 @@ rule sbr_method_table:
     log:
         "logs/sbr_method_table/{method}.log",
     wildcard_constraints:
-        method="sbr_aal|sbr_hv",
+        method="|".join(vocabulary.SBR_COLUMN),
     conda:
         "../envs/datspect.yaml"
     resources:
@@ -116,7 +116,7 @@ rule fit_sbr_cutoff:
     log:
         "logs/fit_sbr_cutoff/{method}_{setting}_{split}.log",
     wildcard_constraints:
-        method="sbr_aal|sbr_hv",
+        method="|".join(vocabulary.SBR_COLUMN),
     resources:
         mem_mb=1000,
         runtime=5,

@@ -8,7 +8,7 @@ from datspect.cnn import saliency
 from datspect.cnn.checkpoint import load_checkpoint
 from datspect.features import slab
 from datspect.features.cnn_bundle import load_inputs
-from datspect.figures import slab_pages
+from datspect.figures.slab import saliency_figure
 from datspect.io.imageio import atomic_output
 from datspect.io.tsv import read_tsv
 from datspect.workflow import runlog
@@ -37,7 +37,7 @@ with atomic_output(snakemake.output.maps) as tmp:
         **{f"n_{label}": m["n"] for label, m in maps.items()},
     )
 template = np.asarray(nib.load(inp.template).dataobj, dtype=np.float32)
-slab_pages.saliency_figure(
+saliency_figure(
     maps,
     slab.make_slab(template, p.n_slices, p.reference),
     snakemake.output.figure,

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from datspect.figures import plots as figures
+from datspect.figures import qc, results, sbr, style, training
 from datspect.io.tsv import read_tsv
 from datspect.workflow import runlog
 
@@ -13,21 +13,21 @@ per_split = read_tsv(snakemake.input.per_split)
 predictions = read_tsv(snakemake.input.predictions)
 development = p.development
 
-figures.accuracy_bars(per_split, out.accuracy, study_cohort=development, dpi=p.dpi)
-figures.roc_curves(predictions, out.roc, development, dpi=p.dpi)
-figures.confusion_matrices(predictions, out.confusion, development, dpi=p.dpi)
-sbr = read_tsv(snakemake.input.sbr)
+results.accuracy_bars(per_split, out.accuracy, study_cohort=development, dpi=p.dpi)
+results.roc_curves(predictions, out.roc, development, dpi=p.dpi)
+results.confusion_matrices(predictions, out.confusion, development, dpi=p.dpi)
+sbr_table = read_tsv(snakemake.input.sbr)
 for method, path in (("sbr_aal", out.sbr), ("sbr_hv", out.sbr_hv)):
     if method in set(predictions["method"]):
-        figures.sbr_distributions(
-            sbr, predictions, path, cohort=development, method=method, dpi=p.dpi
+        sbr.sbr_distributions(
+            sbr_table, predictions, path, cohort=development, method=method, dpi=p.dpi
         )
     else:
-        figures.placeholder(path, f"no {method} in this run (see config key methods)", dpi=p.dpi)
+        style.placeholder(path, f"no {method} in this run (see config key methods)", dpi=p.dpi)
 scored = set(per_split.loc[per_split["setting"] == "mixed", "cohort"])
 independent = [c for c in p.independent if c in scored]
 if independent:
-    figures.independent_results(
+    results.independent_results(
         per_split,
         predictions,
         out.independent,
@@ -36,11 +36,11 @@ if independent:
         dpi=p.dpi,
     )
 else:
-    figures.placeholder(
+    style.placeholder(
         out.independent, "no independent cohort scored (needs one and the mixed setting)", dpi=p.dpi
     )
 if snakemake.input.qc:
-    figures.normalization_qc_summary(
+    qc.normalization_qc_summary(
         read_tsv(snakemake.input.qc[0]),
         out.qc,
         min_correlation=p.min_correlation,
@@ -48,13 +48,13 @@ if snakemake.input.qc:
         dpi=p.dpi,
     )
 else:  # slab cohorts only: nothing was normalized
-    figures.placeholder(out.qc, "no spatial normalization in this run (2D slab cohort)", dpi=p.dpi)
+    style.placeholder(out.qc, "no spatial normalization in this run (2D slab cohort)", dpi=p.dpi)
 histories = {
     (Path(h).parent.parent.name, int(Path(h).parent.name.split("-")[1])): read_tsv(h)
     for h in snakemake.input.histories
 }
 if histories:
-    figures.training_curves(histories, out.training, dpi=p.dpi)
+    training.training_curves(histories, out.training, dpi=p.dpi)
 else:
-    figures.placeholder(out.training, "no CNN in this run (methods excludes cnn)", dpi=p.dpi)
+    style.placeholder(out.training, "no CNN in this run (methods excludes cnn)", dpi=p.dpi)
 log.info("figures written: %s", list(out))

@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 
 from datspect.features import slab
-from datspect.figures import plots as figures
+from datspect.figures.qc import qc_mosaic
 from datspect.io.tsv import read_tsv
 from datspect.workflow import runlog
 
@@ -23,5 +23,5 @@ for path, subject in zip(snakemake.input.images, snakemake.params.subjects, stri
     flag = flags.get(subject, "?")
     title = subject if flag == "ok" else f"{subject} [{flag}]"
     slabs.append((title, slab.make_slab(volume, snakemake.params.n_slices)))
-figures.qc_mosaic(slabs, snakemake.output[0], n_slices=snakemake.params.n_slices)
+qc_mosaic(slabs, snakemake.output[0], n_slices=snakemake.params.n_slices)
 log.info("%d slabs", len(slabs))

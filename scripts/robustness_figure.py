@@ -1,11 +1,11 @@
 """Accuracy against extra smoothing of the test scans (results/metrics/robustness.tsv)."""
 
-from datspect.figures import plots as figures
+from datspect.figures.results import robustness_curve
 from datspect.io.tsv import read_tsv
 from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
-figures.robustness_curve(
+robustness_curve(
     read_tsv(snakemake.input[0]),
     snakemake.output[0],
     setting_fwhm_mm=snakemake.params.setting_fwhm_mm,

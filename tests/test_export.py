@@ -15,7 +15,7 @@ from datspect.cnn import saliency
 from datspect.cnn.model import build_model
 from datspect.cnn.train import predict
 from datspect.deploy import export
-from datspect.figures import slab_pages
+from datspect.figures.slab import region_fraction
 from datspect.io.tsv import read_tsv
 
 SMALL_ARCH = {"channels": [8, 16, 16], "dense_units": [32]}
@@ -90,7 +90,7 @@ def test_saliency_of_the_test_images_concentrates_on_the_striatum(small_run):
     n_test = 2 * int((splits["part"] == "test").sum())  # both images of each test subject
     maps = np.load(small_run / "results/saliency/cnn_saliency_mixed.npz")
     assert int(maps["n_0"]) + int(maps["n_1"]) == n_test
-    near = ndimage.binary_dilation(slab_pages.region_fraction("striatum", 5) >= 0.5, iterations=3)
+    near = ndimage.binary_dilation(region_fraction("striatum", 5) >= 0.5, iterations=3)
     for label in (0, 1):
         absolute = maps[f"absolute_{label}"]
         inside = absolute[26:90, 13:77]  # the CNN's crop

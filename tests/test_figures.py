@@ -1,28 +1,65 @@
-"""Figures: each function writes one sane PNG atomically from small synthetic tables."""
+"""Figures: each function writes one sane PNG atomically from small synthetic tables, styled."""
 
 from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 from PIL import Image
 
+import datspect.figures
 from datspect.errors import InputError
-from datspect.figures import plots as figures
+from datspect.figures import qc, results, sbr, style, training
 from datspect.space.slab_grid import SLAB_SHAPE
+from datspect.vocabulary import METHODS, SETTINGS
 
 SPLITS = (0, 1, 2)
 #: Cutoffs of the synthetic sbr_aal models per training setting (split s adds 0.01 * s).
 CUTOFFS = {"original": 1.9, "smoothed": 1.2, "mixed": 1.55}
 
 
-def _check_png(path, *, min_px=300, max_px=6000):
-    """A non-empty PNG of a sane size, and nothing else (no temporary file) in its folder."""
+def _check_png(path, fig, *, min_px=300, max_px=6000):
+    """A non-empty PNG of a sane size, nothing else (no temporary file) in its folder, and a
+    figure drawn in the project's style (no top/right frame lines)."""
     assert [p.name for p in path.parent.iterdir()] == [path.name]
     assert path.stat().st_size > 1000
     with Image.open(path) as img:
         assert img.format == "PNG"
         assert min_px <= img.width <= max_px and min_px <= img.height <= max_px
+    for ax in fig.axes:
+        assert not ax.spines["top"].get_visible() and not ax.spines["right"].get_visible()
+
+
+def _figure_functions():
+    """Every public function of every figures module that writes a PNG: it takes ``out`` and
+    returns the Figure."""
+    for info in pkgutil.iter_modules(datspect.figures.__path__):
+        module = importlib.import_module(f"datspect.figures.{info.name}")
+        for name, func in inspect.getmembers(module, inspect.isfunction):
+            signature = inspect.signature(func)
+            if (
+                not name.startswith("_")
+                and func.__module__ == module.__name__
+                and "out" in signature.parameters
+                and signature.return_annotation in (Figure, "Figure")
+            ):
+                yield f"{module.__name__}.{name}", func
+
+
+def test_every_figure_function_draws_in_the_style():
+    functions = dict(_figure_functions())
+    assert {"datspect.figures.results.roc_curves", "datspect.figures.style.placeholder"} <= set(
+        functions
+    )
+    unstyled = [
+        n for n, func in functions.items() if getattr(func, "style", None) is not style.STYLE
+    ]
+    assert not unstyled, f"not decorated with datspect.figures.style.styled: {unstyled}"
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +67,8 @@ def predictions() -> pd.DataFrame:
     """Scored images: ppmi in every setting, clinical with the mixed models only."""
     rng = np.random.default_rng(0)
     rows = []
-    for cohort, settings in (("ppmi", figures.SETTINGS), ("clinical", ("mixed",))):
-        for method in figures.METHODS:
+    for cohort, settings in (("ppmi", SETTINGS), ("clinical", ("mixed",))):
+        for method in METHODS:
             for setting in settings:
                 for split in SPLITS:
                     labels = np.repeat([0, 1], 8)
@@ -68,8 +105,8 @@ def per_split(predictions) -> pd.DataFrame:
 
 def test_accuracy_bars(tmp_path, per_split):
     out = tmp_path / "accuracy.png"
-    fig = figures.accuracy_bars(per_split, out, study_cohort="ppmi")
-    _check_png(out)
+    fig = results.accuracy_bars(per_split, out, study_cohort="ppmi")
+    _check_png(out, fig)
     dev, indep = fig.axes[:2]
     assert dev.get_title().startswith("ppmi (development")
     # 3 methods x 3 settings on the development cohort, 3 mixed bars on the independent one.
@@ -85,26 +122,20 @@ def test_accuracy_bars(tmp_path, per_split):
 def test_roc_curves_average_over_splits(tmp_path, predictions):
     out = tmp_path / "roc.png"
     perfect = predictions.assign(score_reduced=predictions["label"].astype(float))
-    fig = figures.roc_curves(perfect, out, "ppmi")
-    _check_png(out)
+    fig = results.roc_curves(perfect, out, "ppmi")
+    _check_png(out, fig)
     panels = fig.axes[:3]
     assert [ax.get_title() for ax in panels] == ["AAL-SBR", "HV-SBR", "CNN"]
     labels = panels[0].get_legend_handles_labels()[1]
-    assert labels[1:] == [f"{s}: AUC 1.000 ± 0.000" for s in figures.SETTINGS]
-    figures.roc_curves(predictions, out, "clinical")
-    _check_png(out)
+    assert labels[1:] == [f"{s}: AUC 1.000 ± 0.000" for s in SETTINGS]
+    fig = results.roc_curves(predictions, out, "clinical")
+    _check_png(out, fig)
 
 
-def test_pooled_confusion_counts(tmp_path, predictions):
-    counts = figures.pooled_confusion(predictions, "clinical")
-    assert set(counts) == {(m, "mixed") for m in figures.METHODS}
-    rows = predictions[(predictions["cohort"] == "clinical") & (predictions["method"] == "cnn")]
-    cm = counts[("cnn", "mixed")]
-    assert cm.sum() == len(rows)
-    assert cm[1, 1] == int(((rows["label"] == 1) & (rows["prediction"] == 1)).sum())
+def test_confusion_matrices_one_panel_per_method_and_setting(tmp_path, predictions):
     out = tmp_path / "confusion.png"
-    fig = figures.confusion_matrices(predictions, out, "ppmi")
-    _check_png(out)
+    fig = results.confusion_matrices(predictions, out, "ppmi")
+    _check_png(out, fig)
     assert len([ax for ax in fig.axes if ax.images]) == 9
 
 
@@ -112,7 +143,7 @@ def test_sbr_distributions_draws_one_cutoff_per_setting(tmp_path, predictions):
     rng = np.random.default_rng(1)
     labels = np.repeat([0, 1], 20)
     original = np.where(labels == 1, 1.2, 2.6) + rng.normal(0, 0.25, labels.size)
-    sbr = pd.concat(
+    table = pd.concat(
         [
             pd.DataFrame(
                 {
@@ -128,13 +159,13 @@ def test_sbr_distributions_draws_one_cutoff_per_setting(tmp_path, predictions):
         ignore_index=True,
     )
     out = tmp_path / "sbr.png"
-    fig = figures.sbr_distributions(sbr, predictions, out, cohort="ppmi")
-    _check_png(out)
+    fig = sbr.sbr_distributions(table, predictions, out, cohort="ppmi")
+    _check_png(out, fig)
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title().split()[0] for ax in panels] == ["original", "smoothed"]
     for ax in panels:
         drawn = {line.get_gid(): line.get_xdata()[0] for line in ax.lines}
-        assert set(drawn) == {f"cutoff:{s}" for s in figures.SETTINGS}
+        assert set(drawn) == {f"cutoff:{s}" for s in SETTINGS}
         for setting, cutoff in CUTOFFS.items():
             assert drawn[f"cutoff:{setting}"] == pytest.approx(cutoff + 0.01)  # mean over splits
     # The original-trained cutoff suits original images and calls most smoothed normals reduced.
@@ -142,24 +173,24 @@ def test_sbr_distributions_draws_one_cutoff_per_setting(tmp_path, predictions):
     correct = float(legend["original-trained"].split()[-2].rstrip("%"))
     assert correct < 80
     with pytest.raises(InputError, match="not an SBR method"):
-        figures.sbr_distributions(sbr, predictions, out, cohort="ppmi", method="cnn")
+        sbr.sbr_distributions(table, predictions, out, cohort="ppmi", method="cnn")
 
 
 def test_qc_mosaic_outlines_every_slab(tmp_path):
     rng = np.random.default_rng(2)
     slabs = [(f"sub-{i:02d} ok", rng.random(SLAB_SHAPE)) for i in range(7)]
     out = tmp_path / "mosaic.png"
-    fig = figures.qc_mosaic(slabs, out, ncols=4)
-    _check_png(out)
+    fig = qc.qc_mosaic(slabs, out, ncols=4)
+    _check_png(out, fig)
     shown = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in shown] == [t for t, _ in slabs]
     assert all(any(c.get_gid() == "putamen-outline" for c in ax.collections) for ax in shown)
     # Anterior (the last slab row) at the top of the displayed image.
     assert shown[0].images[0].origin == "lower"
-    fig = figures.qc_mosaic(slabs[:1], tmp_path / "mosaic.png", putamen_outline=False)
+    fig = qc.qc_mosaic(slabs[:1], tmp_path / "mosaic.png", putamen_outline=False)
     assert not any(c.get_gid() == "putamen-outline" for ax in fig.axes for c in ax.collections)
     with pytest.raises(InputError, match="expected"):
-        figures.qc_mosaic([("bad", np.zeros((91, 109)))], tmp_path / "bad.png")
+        qc.qc_mosaic([("bad", np.zeros((91, 109)))], tmp_path / "bad.png")
 
 
 def test_training_curves_one_line_per_split(tmp_path):
@@ -174,12 +205,12 @@ def test_training_curves_one_line_per_split(tmp_path):
                 "seconds": 1.0,
             }
         )
-        for setting in figures.SETTINGS
+        for setting in SETTINGS
         for split in SPLITS
     }
     out = tmp_path / "training.png"
-    fig = figures.training_curves(histories, out)
-    _check_png(out)
+    fig = training.training_curves(histories, out)
+    _check_png(out, fig)
     assert len(fig.axes) == 6
     loss, accuracy = fig.axes[:3], fig.axes[3:]
     # validation (gid = split) and training (gid = train:split) loss per split; accuracy only
@@ -210,37 +241,37 @@ def test_normalization_qc_summary(tmp_path):
                         "flag": "ok",
                     }
                 )
-    qc = pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
     out = tmp_path / "qc.png"
-    fig = figures.normalization_qc_summary(qc, out, min_correlation=0.8, max_centroid_error_mm=4.0)
-    _check_png(out)
+    fig = qc.normalization_qc_summary(table, out, min_correlation=0.8, max_centroid_error_mm=4.0)
+    _check_png(out, fig)
     ax_err, ax_r = fig.axes[:2]
-    n_fail = int((qc.groupby("subject_id")["centroid_error_mm"].first() > 4.0).sum())
+    n_fail = int((table.groupby("subject_id")["centroid_error_mm"].first() > 4.0).sum())
     labels = ax_err.get_legend_handles_labels()[1]
     assert sum(int(label.split(", ")[1].split()[0]) for label in labels[:-1]) == n_fail
     assert [line.get_xdata()[0] for line in ax_r.lines if line.get_gid() == "threshold"] == [0.8]
     # Real scans: no centroid error anywhere, the panel says so instead of failing.
-    figures.normalization_qc_summary(
-        qc.assign(centroid_error_mm=np.nan), out, min_correlation=0.8, max_centroid_error_mm=4.0
+    fig = qc.normalization_qc_summary(
+        table.assign(centroid_error_mm=np.nan), out, min_correlation=0.8, max_centroid_error_mm=4.0
     )
-    _check_png(out)
+    _check_png(out, fig)
 
 
 def test_independent_results_bars_and_roc_per_method(tmp_path, predictions, per_split):
     metrics = per_split.assign(sensitivity=0.8, specificity=0.7, auc=0.9)
     out = tmp_path / "independent.png"
-    fig = figures.independent_results(
+    fig = results.independent_results(
         metrics, predictions, out, cohorts=["clinical"], development="ppmi"
     )
-    _check_png(out)
+    _check_png(out, fig)
     bars, roc = fig.axes[:2]
     assert bars.get_title() == "clinical: mixed-trained models of 3 splits"
-    for method in figures.METHODS:
+    for method in METHODS:
         heights = [p.get_height() for p in bars.patches if p.get_gid() == f"bars:{method}"]
         rows = metrics[(metrics["cohort"] == "clinical") & (metrics["method"] == method)]
         expected = [rows["accuracy"].mean(), 0.8, 0.7, 0.9]
         np.testing.assert_allclose(heights, expected)
-    assert {line.get_gid() for line in roc.lines} >= {f"roc:{m}" for m in figures.METHODS}
+    assert {line.get_gid() for line in roc.lines} >= {f"roc:{m}" for m in METHODS}
     # the development cohort's values of the same (mixed) models are the white diamonds
     diamonds = [line for line in bars.lines if line.get_marker() == "D"]
     dev = metrics[(metrics["cohort"] == "ppmi") & (metrics["setting"] == "mixed")]
@@ -248,7 +279,7 @@ def test_independent_results_bars_and_roc_per_method(tmp_path, predictions, per_
         dev.loc[dev["method"] == "sbr_aal", "accuracy"].mean()
     )
     with pytest.raises(InputError, match="no rows for cohort 'elsewhere'"):
-        figures.independent_results(
+        results.independent_results(
             metrics, predictions, out, cohorts=["elsewhere"], development="ppmi"
         )
 
@@ -256,7 +287,7 @@ def test_independent_results_bars_and_roc_per_method(tmp_path, predictions, per_
 def test_robustness_curve_mean_and_sd_over_splits(tmp_path):
     rows = []
     for setting, slope in (("original", -0.02), ("mixed", -0.002)):
-        for method in figures.METHODS:
+        for method in METHODS:
             for split in SPLITS:
                 for fwhm in (0.0, 6.0, 12.0):
                     accuracy = 0.95 + slope * fwhm + 0.01 * split
@@ -271,8 +302,8 @@ def test_robustness_curve_mean_and_sd_over_splits(tmp_path):
                     )
     table = pd.DataFrame(rows)
     out = tmp_path / "robustness.png"
-    fig = figures.robustness_curve(table, out, setting_fwhm_mm=18.0)
-    _check_png(out)
+    fig = results.robustness_curve(table, out, setting_fwhm_mm=18.0)
+    _check_png(out, fig)
     panels = fig.axes[:2]
     assert [ax.get_title() for ax in panels] == [
         "trained on original (3 splits)",
@@ -286,7 +317,7 @@ def test_robustness_curve_mean_and_sd_over_splits(tmp_path):
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["smoothed setting (18 mm)", "AAL-SBR", "HV-SBR", "CNN"]
     with pytest.raises(InputError, match="missing column"):
-        figures.robustness_curve(table.drop(columns="fwhm"), out)
+        results.robustness_curve(table.drop(columns="fwhm"), out)
 
 
 @pytest.mark.workflow
@@ -301,3 +332,10 @@ def test_small_run_makes_every_figure(small_run):
             assert img.format == "PNG" and min(img.size) >= 300, path
             # more than a blank canvas: many distinct colours
             assert len(img.convert("RGB").getcolors(maxcolors=1_000_000) or []) > 50, path
+
+
+def test_placeholder_says_why(tmp_path):
+    out = tmp_path / "placeholder.png"
+    fig = style.placeholder(out, "no CNN in this run")
+    _check_png(out, fig, min_px=200)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no CNN in this run"]

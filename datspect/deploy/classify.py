@@ -35,6 +35,7 @@ from datspect.io import imageio
 from datspect.io.tsv import write_tsv
 from datspect.preprocess import register
 from datspect.seeds import derive_seed
+from datspect.vocabulary import METHOD_NAMES, SBR_COLUMN
 
 TABLE = "classification.tsv"
 #: The columns of ``classification.tsv``; a scan that failed QC has only the first ones filled.
@@ -47,7 +48,7 @@ COLUMNS = [
     "qc_correlation",
     *(
         f"{method}_{field}"
-        for method in ("sbr_aal", "sbr_hv")
+        for method in SBR_COLUMN
         for field in ("putamen", "putamen_l", "putamen_r", "cutoff", "call", "votes")
     ),
     "cnn_p_mean",
@@ -98,7 +99,8 @@ def _content_seed(global_seed: int, img) -> int:
     return derive_seed(global_seed, "classify", h.hexdigest())
 
 
-def _sbr_fields(model: export.ExportedModel, method: str, values: dict, key: str) -> dict:
+def _sbr_fields(model: export.ExportedModel, method: str, values: dict) -> dict:
+    key = SBR_COLUMN[method]
     cutoffs = model.method_cutoffs(method)
     value = float(values[key])
     cut = float(cutoffs.mean())
@@ -125,9 +127,7 @@ def measure_sbr(model: export.ExportedModel, volume: np.ndarray, name: str) -> d
         combine=cfg["combine"],
         name=name,
     )
-    return _sbr_fields(model, "sbr_aal", aal, "putamen") | _sbr_fields(
-        model, "sbr_hv", hv, "hv_putamen"
-    )
+    return _sbr_fields(model, "sbr_aal", aal) | _sbr_fields(model, "sbr_hv", hv)
 
 
 def cnn_fields(probabilities: np.ndarray) -> dict:
@@ -243,7 +243,7 @@ def run(
     pandas.DataFrame
         The table, one row per scan.
     """
-    from datspect.figures import slab_pages
+    from datspect.figures.slab import classification_page
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     model = export.load_model(model_dir)
@@ -255,7 +255,7 @@ def run(
         start = time.perf_counter()
         result = classify_scan(scan, model, threads=threads)
         page = out_dir / f"{name}.png"
-        slab_pages.classification_page(result, model, page, title=name)
+        classification_page(result, model, page, title=name)
         result.row["report"] = page.name
         result.row["seconds"] = round(time.perf_counter() - start, 2)
         rows.append(result.row)
@@ -270,10 +270,13 @@ def summary_line(row: dict) -> str:
     if row["status"] != "classified":
         return f"{row['scan']}: NOT CLASSIFIED, {row['note']}"
     flag = ", MODELS DISAGREE" if row["cnn_disagreement"] else ""
+    sbrs = "".join(
+        f"{METHOD_NAMES[m]} {row[f'{m}_putamen']:.2f} {row[f'{m}_call']} "
+        f"(cutoff {row[f'{m}_cutoff']:.2f}); "
+        for m in SBR_COLUMN
+    )
     return (
         f"{row['scan']}: CNN {row['cnn_call']} (P(reduced) {row['cnn_p_mean']:.2f} ± "
         f"{row['cnn_p_sd']:.2f}, {row['cnn_votes']} models reduced{flag}); "
-        f"AAL-SBR {row['sbr_aal_putamen']:.2f} {row['sbr_aal_call']} (cutoff "
-        f"{row['sbr_aal_cutoff']:.2f}); HV-SBR {row['sbr_hv_putamen']:.2f} {row['sbr_hv_call']} "
-        f"(cutoff {row['sbr_hv_cutoff']:.2f}); {row['seconds']:.1f} s"
+        f"{sbrs}{row['seconds']:.1f} s"
     )

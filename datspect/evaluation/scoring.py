@@ -1,4 +1,5 @@
-"""From per-image scores to the contract tables: SBR cutoffs, predictions, metrics, summary.
+"""From per-image scores to the contract tables: SBR cutoffs, predictions, metrics, summary; and
+the cutoffs and confusion counts over splits that the figures show.
 
 Predictions tables have one row per scored image: ``cohort, subject_id, image_setting, label,
 score, score_reduced, prediction, method, setting, split`` (+ ``cutoff`` for SBR methods), where
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import confusion_matrix
 
 from datspect.errors import InputError
 from datspect.evaluation import cutoff as cutoffs
 from datspect.evaluation import metrics, stats
-from datspect.vocabulary import IMAGES_OF_SETTING, INDEPENDENT_IMAGES, SBR_COLUMN
+from datspect.io.tsv import cohort_rows, require_columns
+from datspect.vocabulary import IMAGES_OF_SETTING, INDEPENDENT_IMAGES, SBR_COLUMN, SETTINGS, ordered
 
 
 def part_images(
@@ -86,6 +89,47 @@ def per_split_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     columns = keys + ["n", "accuracy", "sensitivity", "specificity", "balanced_accuracy"]
     return pd.DataFrame(rows)[columns + ["auc", "cutoff"]]
+
+
+def mean_cutoffs(predictions: pd.DataFrame, method: str = "sbr_aal") -> pd.DataFrame:
+    """Cutoff of an SBR method per training setting: mean and SD over splits.
+
+    Cutoffs are fitted on the development cohort, so every scored cohort carries the same
+    value per (setting, split); each split counts once.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``setting`` (canonical order), columns ``mean, sd, n_splits``; ``sd`` is the sample
+        SD (ddof 1), 0 for a single split.
+    """
+    require_columns(predictions, ["method", "setting", "split", "cutoff"], "predictions")
+    rows = predictions[predictions["method"] == method].dropna(subset=["cutoff"])
+    if rows.empty:
+        raise InputError(f"predictions: no cutoffs for method {method!r}; is it an SBR method?")
+    per_split = rows.groupby(["setting", "split"])["cutoff"].first()
+    table = per_split.groupby(level="setting").agg(["mean", "std", "count"])
+    table = table.rename(columns={"std": "sd", "count": "n_splits"}).fillna({"sd": 0.0})
+    return table.loc[ordered(table.index, SETTINGS)]
+
+
+def pooled_confusion(predictions: pd.DataFrame, cohort: str) -> dict[tuple[str, str], np.ndarray]:
+    """Confusion counts per (method, setting) of one cohort, summed over splits.
+
+    Returns
+    -------
+    dict
+        ``{(method, setting): 2x2 int array}``; rows true label, columns predicted label, index
+        0 = normal, 1 = reduced.
+    """
+    require_columns(
+        predictions, ["cohort", "method", "setting", "label", "prediction"], "predictions"
+    )
+    rows = cohort_rows(predictions, cohort, "predictions")
+    return {
+        (method, setting): confusion_matrix(part["label"], part["prediction"], labels=[0, 1])
+        for (method, setting), part in rows.groupby(["method", "setting"])
+    }
 
 
 def mcnemar_column(paired: pd.DataFrame, predictions: pd.DataFrame) -> pd.Series:

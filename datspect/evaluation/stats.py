@@ -26,11 +26,13 @@ import pandas as pd
 from scipy import stats
 
 from datspect.errors import InputError
+from datspect.vocabulary import METHODS, SBR_COLUMN, ordered
 
 #: Setting pairs (a, b) compared within each method; ``mean_diff`` is a - b.
 SETTING_PAIRS = (("original", "mixed"), ("smoothed", "mixed"), ("original", "smoothed"))
-#: Preferred order of methods; pairs are (earlier, later), so differences read as cnn - sbr.
-METHOD_ORDER = ("cnn", "sbr_aal", "sbr_hv")
+#: Order of methods in comparisons, the CNN before the SBR methods; pairs are (earlier, later),
+#: so differences read as cnn - sbr.
+METHOD_ORDER = tuple(sorted(METHODS, key=lambda method: method in SBR_COLUMN))
 COLUMNS = (
     "cohort",
     "method_a",
@@ -137,11 +139,6 @@ def _per_cohort(value, cohort: str, name: str) -> int:
     return value
 
 
-def _method_order(methods) -> list[str]:
-    known = [m for m in METHOD_ORDER if m in methods]
-    return known + sorted(set(methods) - set(METHOD_ORDER))
-
-
 def comparisons(
     per_split: pd.DataFrame,
     metric: str = "accuracy",
@@ -180,7 +177,7 @@ def comparisons(
         ntr = _per_cohort(n_train, cohort, "n_train")
         nte = _per_cohort(n_test, cohort, "n_test")
         present = set(zip(sub["method"], sub["setting"], strict=True))
-        methods = _method_order(sub["method"].unique())
+        methods = ordered(sub["method"].unique(), METHOD_ORDER)
         pairs = [((m, sa), (m, sb)) for m in methods for sa, sb in setting_pairs]
         settings = [s for pair in setting_pairs for s in pair]
         settings += sorted(set(sub["setting"]) - set(settings))

@@ -1,1 +1,1 @@
-"""The workflow's figures, one PNG per function."""
+"""The figures, one PNG per function: results, sbr, qc, training and slab, in the shared style."""

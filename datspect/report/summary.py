@@ -7,6 +7,7 @@ import pandas as pd
 
 from datspect.evaluation import stats
 from datspect.evaluation.scoring import mcnemar_column
+from datspect.vocabulary import METHODS, SETTINGS
 
 #: The study's development-cohort accuracies (mean, SD over 10 splits), design.md.
 STUDY_ACCURACY = {
@@ -77,8 +78,8 @@ def _p(paired, cohort, method_a, setting_a, method_b, setting_b, metric="accurac
 def summary_markdown(summary: pd.DataFrame, paired: pd.DataFrame, development: str) -> str:
     """The results side by side with the study and a verdict on its findings."""
     cohorts = list(dict.fromkeys(summary["cohort"]))
-    settings = [s for s in ("original", "smoothed", "mixed") if s in set(summary["setting"])]
-    methods = [m for m in ("sbr_aal", "sbr_hv", "cnn") if m in set(summary["method"])]
+    settings = [s for s in SETTINGS if s in set(summary["setting"])]
+    methods = [m for m in METHODS if m in set(summary["method"])]
     lines = [
         "# Results",
         "",

@@ -1,12 +1,11 @@
 """Figures on the striatal slab: the CNN's class-average saliency and the ``classify`` report page.
 
 Slabs are drawn as :func:`datspect.features.slab.make_slab` lays them out, on MNI millimetres:
-anterior
-at the top and the subject's right on the image's left (radiological, as the QC mosaic).
-Attributions are integrated gradients (:mod:`datspect.cnn.saliency`) drawn over the slab with an
-opacity that grows with their size: a diverging red-blue map (colour-blind safe) for signed
-values, red towards "reduced" and blue towards "normal", and magma for absolute values.  Style
-and colours follow :mod:`datspect.figures.plots`.
+anterior at the top and the subject's right on the image's left (radiological, as the QC
+mosaic).  Attributions are integrated gradients (:mod:`datspect.cnn.saliency`) drawn over the
+slab with an opacity that grows with their size: a diverging red-blue map (colour-blind safe)
+for signed values, red towards "reduced" and blue towards "normal", and magma for absolute
+values.  Style and colours follow :mod:`datspect.figures.style`.
 """
 
 from __future__ import annotations
@@ -25,23 +24,21 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from datspect.errors import InputError
-from datspect.features import slab
-from datspect.figures.plots import (
+from datspect.features.slab import project_to_slab
+from datspect.figures.style import (
+    CAUDATE_COLOR,
     DPI,
     LABEL_COLORS,
-    LABEL_NAMES,
+    PUTAMEN_COLOR,
     SETTING_COLORS,
-    _new_figure,
-    _save,
-    _styled,
+    new_figure,
+    save,
+    styled,
 )
 from datspect.space import anatomy, slab_grid
-from datspect.vocabulary import METHOD_NAMES, SBR_COLUMN
+from datspect.vocabulary import LABEL_NAMES, METHOD_NAMES, SBR_COLUMN, SBR_REGION_NAMES
 
-PUTAMEN_COLOR = "#E69F00"  # orange, as the QC mosaic
-CAUDATE_COLOR = "#56B4E9"  # sky blue
 CUTOFF_COLOR = SETTING_COLORS["mixed"]
-SBR_KINDS = {"sbr_aal": "AAL putamen ROI", "sbr_hv": "hottest voxels"}
 SIGNED_CMAP = "RdBu_r"
 ABSOLUTE_CMAP = "magma"
 #: Pixel centres of the slab in MNI mm: columns along x (+ = subject's right), rows along y.
@@ -54,7 +51,7 @@ _WHITE_ON_BLACK = [pe.Stroke(linewidth=2.4, foreground="black"), pe.Normal()]
 @functools.lru_cache(maxsize=16)
 def region_fraction(name: str, n_slices: int) -> np.ndarray:
     """Share of each slab pixel's slices inside an AAL region (the outline is its 0.5 contour)."""
-    return slab.project_to_slab(anatomy.region(name).astype(np.float64), n_slices)
+    return project_to_slab(anatomy.region(name).astype(np.float64), n_slices)
 
 
 def _crop_mm(crop, margin_mm: float = 0.0):
@@ -133,7 +130,7 @@ def _robust_max(*arrays) -> float:
     return top if top > 0 else 1.0
 
 
-@_styled
+@styled
 def saliency_figure(
     maps: dict,
     template_slab: np.ndarray,
@@ -152,7 +149,7 @@ def saliency_figure(
         ``{label: {"signed", "absolute", "n"}}`` from
         :func:`datspect.cnn.saliency.class_average`.
     template_slab : numpy.ndarray
-        The template's slab (:data:`datspect.features.slab_grid.SLAB_SHAPE`), the grey background.
+        The template's slab (:data:`datspect.space.slab_grid.SLAB_SHAPE`), the grey background.
     out : str or Path
         The PNG to write.
     n_slices : int
@@ -178,7 +175,7 @@ def saliency_figure(
             f"template slab: shape {np.shape(template_slab)}, not {slab_grid.SLAB_SHAPE}"
         )
     bg_max = float(np.percentile(template_slab, 99.5))
-    fig = _new_figure(3.6 * len(labels) + 1.6, 8.6)
+    fig = new_figure(3.6 * len(labels) + 1.6, 8.6)
     axes = fig.subplots(2, len(labels), squeeze=False, sharex=True, sharey=True)
     rows = (
         ("absolute", ABSOLUTE_CMAP, "Mean |attribution| (log-odds per pixel)"),
@@ -207,7 +204,7 @@ def saliency_figure(
         f"{n_models} splits,\neach image explained by its own split's model; grey: template "
         "slab, white: AAL striatum, dashed: CNN input crop"
     )
-    _save(fig, out, dpi)
+    save(fig, out, dpi)
     return fig
 
 
@@ -238,7 +235,7 @@ def _sbr_panel(ax, model, result, method: str) -> None:
     )
     ax.axvline(value, color="black", linewidth=2.5, gid="scan", label=f"this scan {value:.2f}")
     ax.set_title(f"{METHOD_NAMES[method]}: {result.row[f'{method}_call']}")
-    ax.set_xlabel(f"Putamen SBR, {SBR_KINDS[method]} (ratio)")
+    ax.set_xlabel(f"Putamen SBR, {SBR_REGION_NAMES[method]} (ratio)")
     ax.set_ylabel("Development images\n(count)")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=2, frameon=False, fontsize=9)
@@ -279,18 +276,17 @@ def _summary_lines(result, model) -> tuple[str, str]:
     if not result.classified:
         return "NOT CLASSIFIED\n" + _wrap(r["note"], 44), "\n".join(right)
 
-    def sbr_line(method: str, name: str) -> str:
-        value, cut = r[f"{method}_putamen"], r[f"{method}_cutoff"]
+    def sbr_line(method: str) -> str:
+        value, cut, call = r[f"{method}_putamen"], r[f"{method}_cutoff"], r[f"{method}_call"]
         sign = "<" if value < cut else ">="
-        return f"{name:<8} {r[f'{method}_call'].upper()} ({value:.2f} {sign} {cut:.2f})"
+        return f"{METHOD_NAMES[method]:<8} {call.upper()} ({value:.2f} {sign} {cut:.2f})"
 
     left = [
         f"CNN      {r['cnn_call'].upper()}",
         f"  P(reduced) {r['cnn_p_mean']:.3f} ± {r['cnn_p_sd']:.3f}",
         f"  {r['cnn_votes']} models reduced",
         f"  models disagree: {'YES' if r['cnn_disagreement'] else 'no'}",
-        sbr_line("sbr_aal", "AAL-SBR"),
-        sbr_line("sbr_hv", "HV-SBR"),
+        *map(sbr_line, SBR_COLUMN),
     ]
     right = [
         "putamen SBR   left   right",
@@ -305,7 +301,7 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width))
 
 
-@_styled
+@styled
 def classification_page(result, model, out, *, title: str, dpi: int = 100) -> Figure:
     """The one-page report of one scan (A4 portrait, fixed layout).
 
@@ -355,5 +351,5 @@ def classification_page(result, model, out, *, title: str, dpi: int = 100) -> Fi
         for x, method in zip((0.12, 0.60), SBR_COLUMN, strict=True):
             _sbr_panel(fig.add_axes((x, 0.25, 0.35, 0.14)), model, result, method)
         _cnn_panel(fig.add_axes((0.12, 0.05, 0.83, 0.085)), model, result)
-    _save(fig, out, dpi)
+    save(fig, out, dpi)
     return fig
