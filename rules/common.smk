@@ -3,6 +3,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from datspect import schema
 from datspect.cohorts import sheet as cohort_sheet
 from datspect.workflow import config_checks
 from datspect.workflow import jobpool
@@ -11,13 +12,12 @@ from datspect.evaluation import splits
 from datspect.seeds import derive_seed
 
 REPO = Path(workflow.basedir)
-SCHEMAS = REPO / "schemas"
 
 # One clear message for bad config before any job runs, naming the config file that sets the
 # key; then let Snakemake fill the schema's defaults into the config.
 CONFIG_FILES = [str(f) for f in workflow.configfiles]
-config_checks.check_schema(config, SCHEMAS / "config.schema.yaml", files=CONFIG_FILES)
-validate(config, str(SCHEMAS / "config.schema.yaml"))
+config_checks.check_schema(config, files=CONFIG_FILES)
+validate(config, str(schema.SCHEMA_PATH))
 config_checks.check_semantics(config, files=CONFIG_FILES)
 
 SEED = config["seed"]
