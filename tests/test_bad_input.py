@@ -54,6 +54,7 @@ def validate_files(files):
         update_config(config, checks.load_yaml(file))
     checks.check_schema(config, files=files)
     validate(config, str(schema.SCHEMA_PATH))
+    checks.resolve_paths(config, files=files)
     checks.check_semantics(config, files=files)
 
 

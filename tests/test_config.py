@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 
 import pytest
 from conftest import REPO
@@ -200,3 +201,36 @@ def test_checks_beyond_the_schema_name_the_key(default_config, key, value, messa
     _set(config, key, value)
     with pytest.raises(InputError, match=message):
         validated(config)
+
+
+def test_relative_paths_are_relative_to_the_config_file_that_sets_them(tmp_path):
+    from snakemake.utils import update_config
+
+    (tmp_path / "mine").mkdir()
+    base = tmp_path / "base.yaml"
+    base.write_text(
+        "cohorts:\n  a: {role: development, source: sheet, sheet: sheets/a.tsv}\n"
+        "  b: {role: independent, source: slabs, slabs: {folder: /data/slabs}}\n"
+        "preprocess: {template: ../template.nii.gz}\n"
+    )
+    mine = tmp_path / "mine" / "changes.yaml"
+    mine.write_text("preprocess: {template: t1.nii.gz}\ncohorts:\n  c: {sheet: ~/c.tsv}\n")
+    config = {}
+    for file in (base, mine):
+        update_config(config, schema.load_yaml(file))
+    checks.resolve_paths(config, files=[base, mine])
+    assert config["cohorts"]["a"]["sheet"] == str(tmp_path / "sheets" / "a.tsv")
+    assert config["cohorts"]["b"]["slabs"]["folder"] == "/data/slabs"
+    assert config["cohorts"]["c"]["sheet"] == os.path.expanduser("~/c.tsv")
+    assert config["preprocess"]["template"] == str(tmp_path / "mine" / "t1.nii.gz")
+    with pytest.raises(InputError, match=r"preprocess.template is the relative path.*--config"):
+        checks.resolve_paths({"preprocess": {"template": "t1.nii.gz"}})
+
+
+def test_slab_config_finds_the_slabs_next_to_the_repository():
+    """configs/ppmi-slabs.yaml, run from the repository as its header says."""
+    path = REPO / "configs" / "ppmi-slabs.yaml"
+    config = schema.load_yaml(path)
+    checks.resolve_paths(config, files=[path])
+    folder = config["cohorts"]["ppmi_slabs"]["slabs"]["folder"]
+    assert folder == str(REPO.parent / "shared" / "data" / "ppmi-slabs")

@@ -3,12 +3,13 @@
 The JSON schema (:mod:`datspect.schema`) catches unknown keys, wrong types and values out of
 bounds; the checks here catch what a schema cannot express (fractions summing to 1, exactly one
 development cohort, camera names that exist, ``[low, high]`` ranges, finite numbers, a sheet for
-every sheet cohort).
+every sheet cohort).  :func:`resolve_paths` applies the one rule for paths in a config.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import jsonschema
 import yaml
@@ -108,6 +109,43 @@ def check_schema(config: dict, source: str = "config", files=()) -> None:
     error = schema.first_error(config)
     if error is not None:
         raise InputError(schema_message(error, source, files))
+
+
+def _path_keys(node: dict, node_schema: dict, prefix=()):
+    """Key paths in ``node`` that hold text and whose schema marks a path (``format: path``)."""
+    for key, value in node.items():
+        sub = node_schema.get("properties", {}).get(key, node_schema.get("additionalProperties"))
+        if not isinstance(sub, dict):
+            continue
+        if sub.get("format") == "path":
+            if isinstance(value, str):
+                yield (*prefix, key)
+        elif isinstance(value, dict):
+            yield from _path_keys(value, sub, (*prefix, key))
+
+
+def resolve_paths(config: dict, source: str = "config", files=()) -> None:
+    """Make every path in ``config`` absolute, in place: the one rule for paths in a config.
+
+    A relative path is relative to the folder of the config file that sets it (``~`` is the
+    home folder), wherever Snakemake runs and whatever ``--directory`` says.  ``files`` as for
+    :func:`schema_message`; a relative path that no file sets (``--config``) is an error.
+    """
+    for path in _path_keys(config, schema.schema()):
+        *parents, last = path
+        node = config
+        for key in parents:
+            node = node[key]
+        value = os.path.expanduser(node[last])
+        if not os.path.isabs(value):
+            file = locate_key(files, path)
+            if file is None:
+                raise InputError(
+                    f"{source}: {'.'.join(path)} is the relative path {value!r} but is set in no "
+                    "config file (--config); give an absolute path."
+                )
+            value = os.path.join(os.path.dirname(file), value)
+        node[last] = os.path.abspath(value)
 
 
 def _locate_any(files, paths, source: str) -> str:
