@@ -32,15 +32,18 @@ def _cpu_name() -> str:
 
 def _scans(folder: Path, n: int, seed: int) -> list[Path]:
     """``n`` scans alternating cohorts (cameras) and labels."""
+    from datspect import schema
     from datspect.cohorts import simulate
     from datspect.io import imageio
 
+    # The default run's cohorts and physics: config.yaml, with the schema's defaults filled in.
+    run = schema.with_defaults(schema.load_yaml(Path(__file__).parents[1] / "config.yaml"))
     paths = []
     for i in range(n):
         name = ("ppmi", "clinical")[i % 2]
-        cohort = simulate.DEFAULT_COHORTS[name]
+        cohort = run["cohorts"][name]["simulate"]
         img, _ = simulate.simulate_subject(
-            f"bench-{i}", (i // 2) % 2, cohort, simulate.DEFAULT_PHYSICS, seed
+            f"bench-{i}", (i // 2) % 2, cohort, run["simulation"], seed
         )
         paths.append(imageio.save_nifti(img, folder / f"bench {i}.nii.gz"))
     return paths

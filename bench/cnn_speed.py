@@ -41,7 +41,8 @@ TARGET_PARAMS = 2_872_642  # the study's CNN
 # rows/cols of the striata on the MNI 2 mm grid (AAL: y 51..77, x 27..62) plus 6 voxels
 STRIATAL_BOX = (slice(45, 84), slice(21, 69))
 
-#: Candidate architectures (overrides of DEFAULT_ARCH); dense units are set to hit ~2.9 M.
+#: Candidate architectures (overrides of the schema's cnn.arch defaults); dense units are set to
+#: hit ~2.9 M.
 CANDIDATES = {
     "full": {"downsample": 1, "channels": [16, 32, 64, 64]},
     "ds2": {"downsample": 2, "channels": [32, 64, 96, 128]},

@@ -95,11 +95,14 @@ def make_scan(i: int, source: str, seed: int):
     if source == "phantom":
         img, truth = phantom(np.random.default_rng([seed, i]), reduced)
         return img, truth, "phantom"
-    from datspect.cohorts.simulate import DEFAULT_COHORTS, DEFAULT_PHYSICS, simulate_subject
+    from datspect import schema
+    from datspect.cohorts.simulate import simulate_subject
 
+    # The default run's cohorts and physics: config.yaml, with the schema's defaults filled in.
+    run = schema.with_defaults(schema.load_yaml(Path(__file__).parents[1] / "config.yaml"))
     cohort = ("ppmi", "clinical")[(i // 2) % 2]
     img, truth = simulate_subject(
-        f"bench{i:03d}", int(reduced), DEFAULT_COHORTS[cohort], DEFAULT_PHYSICS, seed
+        f"bench{i:03d}", int(reduced), run["cohorts"][cohort]["simulate"], run["simulation"], seed
     )
     truth = {**truth, "native_from_mni": np.asarray(truth["native_from_mni"], dtype=float)}
     return img, truth, cohort

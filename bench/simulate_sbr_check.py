@@ -15,14 +15,19 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import time
+from pathlib import Path
 
 import numpy as np
 
+from datspect import schema
 from datspect.cohorts import simulate
 from datspect.cohorts.synthetic_subjects import cohort_design
 from datspect.features import sbr
 from datspect.preprocess.register import resample_to_mni
 from datspect.preprocess.smooth import smooth_fwhm
+
+#: The default run: config.yaml, with the schema's defaults filled in.
+DEFAULT_RUN = schema.with_defaults(schema.load_yaml(Path(__file__).parents[1] / "config.yaml"))
 
 
 def _measure(job):
@@ -52,7 +57,7 @@ def youden_accuracy(values: np.ndarray, labels: np.ndarray) -> tuple[float, floa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cohort", default="ppmi", choices=sorted(simulate.DEFAULT_COHORTS))
+    ap.add_argument("--cohort", default="ppmi", choices=sorted(DEFAULT_RUN["cohorts"]))
     ap.add_argument("--n", type=int, default=0, help="first N subjects (0: all)")
     ap.add_argument("--seed", type=int, default=20260101)
     ap.add_argument("--fwhm", type=float, default=18.0)
@@ -60,11 +65,12 @@ def main() -> None:
     ap.add_argument("--out", help="optional TSV of the per-subject values")
     args = ap.parse_args()
 
-    cohort = simulate.DEFAULT_COHORTS[args.cohort]
+    cohort = DEFAULT_RUN["cohorts"][args.cohort]["simulate"]
     design = cohort_design(args.cohort, cohort["n_normal"], cohort["n_reduced"], args.seed)
     if args.n:
         design = design[: args.n]
-    jobs = [(s, lab, cohort, simulate.DEFAULT_PHYSICS, args.seed, args.fwhm) for s, lab in design]
+    physics = DEFAULT_RUN["simulation"]
+    jobs = [(s, lab, cohort, physics, args.seed, args.fwhm) for s, lab in design]
     t0 = time.perf_counter()
     with mp.get_context("fork").Pool(args.processes) as pool:
         rows = pool.map(_measure, jobs, chunksize=4)

@@ -22,17 +22,21 @@ from pathlib import Path
 
 import nibabel as nib
 
+from datspect import schema
 from datspect.cohorts import simulate
 from datspect.cohorts.synthetic_subjects import cohort_design
 
-N_DEFAULT = sum(c["n_normal"] + c["n_reduced"] for c in simulate.DEFAULT_COHORTS.values())
+#: The default run: config.yaml, with the schema's defaults filled in.
+DEFAULT_RUN = schema.with_defaults(schema.load_yaml(Path(__file__).parents[1] / "config.yaml"))
+COHORTS = {name: c["simulate"] for name, c in DEFAULT_RUN["cohorts"].items()}
+N_DEFAULT = sum(c["n_normal"] + c["n_reduced"] for c in COHORTS.values())
 
 
 def _jobs(seed: int) -> list:
     """Both default cohorts interleaved, so any prefix mixes the two cameras."""
     per_cohort = [
         [(sid, lab, name) for sid, lab in cohort_design(name, c["n_normal"], c["n_reduced"], seed)]
-        for name, c in simulate.DEFAULT_COHORTS.items()
+        for name, c in COHORTS.items()
     ]
     out = []
     for i in range(max(map(len, per_cohort))):
@@ -45,7 +49,7 @@ def _one(job, seed: int, outdir: str) -> tuple[float, float]:
     subject_id, label, cohort_name = job
     t0, c0 = time.perf_counter(), time.process_time()
     img, truth = simulate.simulate_subject(
-        subject_id, label, simulate.DEFAULT_COHORTS[cohort_name], simulate.DEFAULT_PHYSICS, seed
+        subject_id, label, COHORTS[cohort_name], DEFAULT_RUN["simulation"], seed
     )
     nib.save(img, Path(outdir) / f"{subject_id}.nii.gz")
     (Path(outdir) / f"{subject_id}.json").write_text(json.dumps(truth))

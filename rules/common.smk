@@ -1,8 +1,7 @@
 # Validation of config and cohort sheets, subject tables, seeds and input functions.
-from pathlib import Path
-
 from snakemake.utils import validate
 
+from datspect import schema
 from datspect.cohorts import sheet as cohort_sheet
 from datspect.workflow import config_checks
 from datspect.workflow import jobpool
@@ -11,14 +10,13 @@ from datspect.evaluation import splits
 from datspect.seeds import derive_seed
 from datspect import vocabulary
 
-REPO = Path(workflow.basedir)
-SCHEMAS = REPO / "schemas"
-
 # One clear message for bad config before any job runs, naming the config file that sets the
-# key; then let Snakemake fill the schema's defaults into the config.
+# key; then let Snakemake fill the schema's defaults into the config and make its paths
+# absolute (relative to the config file that sets them).
 CONFIG_FILES = [str(f) for f in workflow.configfiles]
-config_checks.check_schema(config, SCHEMAS / "config.schema.yaml", files=CONFIG_FILES)
-validate(config, str(SCHEMAS / "config.schema.yaml"))
+config_checks.check_schema(config, files=CONFIG_FILES)
+validate(config, str(schema.SCHEMA_PATH))
+config_checks.resolve_paths(config, files=CONFIG_FILES)
 config_checks.check_semantics(config, files=CONFIG_FILES)
 
 SEED = config["seed"]
@@ -30,16 +28,14 @@ SPLITS = list(range(config["splits"]["n_splits"]))
 
 
 def _slab_folders():
-    """Every image of each slab cohort (a relative folder is relative to the repository)."""
+    """Every image of each slab cohort."""
     folders = {}
     for name, spec in config["cohorts"].items():
         if spec["source"] == "slabs":
             # imported here: its image libraries would add 0.35 s to every other dry run
             from datspect.cohorts import slab_folder
 
-            folders[name] = slab_folder.list_slab_folder(
-                REPO / spec["slabs"]["folder"], name
-            )
+            folders[name] = slab_folder.list_slab_folder(spec["slabs"]["folder"], name)
     return folders
 
 

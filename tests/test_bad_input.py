@@ -22,13 +22,13 @@ import pytest
 from conftest import REPO, snakemake
 from test_dicom import write_nm, write_slices
 
+from datspect import schema
 from datspect.cohorts.sheet import check_changed_scans, read_sheet
 from datspect.errors import InputError
 from datspect.evaluation.splits import check_split_feasible
 from datspect.workflow import config_checks as checks
 from datspect.workflow import steps
 
-SCHEMA = REPO / "schemas" / "config.schema.yaml"
 FRACTIONS = (0.6, 0.2, 0.2)
 
 
@@ -52,8 +52,9 @@ def validate_files(files):
     config = {}
     for file in files:
         update_config(config, checks.load_yaml(file))
-    checks.check_schema(config, SCHEMA, files=files)
-    validate(config, str(SCHEMA))
+    checks.check_schema(config, files=files)
+    validate(config, str(schema.SCHEMA_PATH))
+    checks.resolve_paths(config, files=files)
     checks.check_semantics(config, files=files)
 
 
@@ -114,6 +115,12 @@ CONFIG_CASES = [
         config_case("settings: [original, blurred]\n", "settings.1"),
         r"'blurred' is not one of",
         r"use one of: original, smoothed, mixed",
+    ),
+    Case(
+        "config: mistyped physics key",
+        config_case("simulation:\n  cameras:\n    ppmi:\n      fwhm_mmm: 16\n", "fwhm_mmm"),
+        r"unknown key\(s\) \['fwhm_mmm'\] under 'simulation.cameras.ppmi'",
+        r"fix the spelling \(allowed keys here: .*psf_fwhm_mm",
     ),
 ]
 
@@ -338,6 +345,7 @@ DRY_RUN_CASES = [
     CONFIG_CASES[0],  # unknown key
     CONFIG_CASES[4],  # fractions
     CONFIG_CASES[6],  # unknown method
+    CONFIG_CASES[8],  # mistyped physics key
     SHEET_CASES[0],  # missing column
     SHEET_CASES[2],  # unknown label
     SHEET_CASES[5],  # too few per class (checked in rules/common.smk, not in read_sheet)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from datspect import schema
 from datspect.cnn import (
-    DEFAULT_ARCH,
     ImageDataset,
     build_model,
     count_parameters,
@@ -54,7 +54,7 @@ def blob_slabs(n: int, seed: int, contrast: float = 1.0):
 
 
 def test_default_arch_has_about_the_studys_parameter_count():
-    n = count_parameters(build_model(DEFAULT_ARCH, SLAB))
+    n = count_parameters(build_model(schema.defaults("cnn", "arch"), SLAB))
     assert 2_500_000 <= n <= 3_300_000
 
 

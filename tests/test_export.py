@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -11,10 +12,12 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from datspect import schema
 from datspect.cnn import saliency
 from datspect.cnn.model import build_model
 from datspect.cnn.train import predict
 from datspect.deploy import export
+from datspect.errors import InputError
 from datspect.figures.slab import region_fraction
 from datspect.io.tsv import read_tsv
 
@@ -82,6 +85,24 @@ def test_exported_cnns_reproduce_the_workflow_predictions(exported, small_run):
             with np.load(small_run / f"features/ppmi/{row.subject_id}/cnn_input.npz") as data:
                 slabs.append(data[row.image_setting])
         np.testing.assert_allclose(predict(net, slabs, device="cpu"), pred["score"], atol=1e-5)
+
+
+@pytest.mark.workflow
+def test_loading_checks_the_config_against_the_package_schema(exported, tmp_path):
+    """`classify` reads an export's config as the workflow does: defaults filled, bad keys named."""
+    folder = tmp_path / "model"
+    shutil.copytree(exported, folder)
+    path = folder / "manifest.json"  # not among the hashed files
+    manifest = json.loads(path.read_text())
+    del manifest["config"]["slab"]
+    path.write_text(json.dumps(manifest))
+    assert export.load_model(folder).config["slab"] == schema.defaults("slab")
+    manifest["config"]["sbr"]["hv_volum_ml"] = 5.0
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(
+        InputError, match=r"manifest.json: config: key 'sbr': .*'hv_volum_ml'.*re-export"
+    ):
+        export.load_model(folder)
 
 
 @pytest.mark.workflow

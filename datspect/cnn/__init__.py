@@ -1,14 +1,11 @@
 """The study's deep CNN: model, data/augmentation, training and checkpoints."""
 
 from datspect.cnn.checkpoint import load_checkpoint, save_checkpoint
-from datspect.cnn.data import DEFAULT_AUGMENT, ImageDataset, load_items, make_input_spec
-from datspect.cnn.model import DEFAULT_ARCH, build_model, count_parameters
-from datspect.cnn.train import DEFAULT_TRAIN, predict, train_model
+from datspect.cnn.data import ImageDataset, load_items, make_input_spec
+from datspect.cnn.model import build_model, count_parameters
+from datspect.cnn.train import predict, train_model
 
 __all__ = [
-    "DEFAULT_ARCH",
-    "DEFAULT_AUGMENT",
-    "DEFAULT_TRAIN",
     "ImageDataset",
     "build_model",
     "count_parameters",

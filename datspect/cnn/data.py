@@ -15,7 +15,6 @@ does not depend on the order in which samples are read, nor on any global RNG.
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 
@@ -24,23 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from datspect import schema
 from datspect.errors import InputError
-
-#: Default augmentation: ``flip_lr`` probability of a left-right flip, ``shift_vox`` maximal
-#: shift per axis in voxels (uniform, sub-voxel; bilinear resampling), ``rotate_deg`` maximal
-#: in-plane rotation, ``intensity_scale`` maximal relative change of the global scale
-#: (factor uniform in [1 - s, 1 + s]).  ``enabled: false`` turns all of it off.
-DEFAULT_AUGMENT: dict = {
-    "enabled": True,
-    "flip_lr": 0.5,
-    "shift_vox": 2.0,
-    "rotate_deg": 5.0,
-    "intensity_scale": 0.1,
-}
 
 
 def resolve_augment(augment: dict | None) -> dict:
-    """Merge ``augment`` over :data:`DEFAULT_AUGMENT` and validate it.
+    """Merge ``augment`` over the schema's defaults of ``cnn.train.augment`` and validate it.
 
     Raises
     ------
@@ -48,12 +36,10 @@ def resolve_augment(augment: dict | None) -> dict:
         On an unknown key or a negative / out-of-range value.
     """
     augment = dict(augment or {})
-    unknown = sorted(set(augment) - set(DEFAULT_AUGMENT))
+    out = schema.defaults("cnn", "train", "augment")
+    unknown = sorted(set(augment) - set(out))
     if unknown:
-        raise InputError(
-            f"cnn.augment: unknown key(s) {unknown}; allowed keys are {sorted(DEFAULT_AUGMENT)}"
-        )
-    out = copy.deepcopy(DEFAULT_AUGMENT)
+        raise InputError(f"cnn.augment: unknown key(s) {unknown}; allowed keys are {sorted(out)}")
     out.update(augment)
     if not isinstance(out["enabled"], bool):
         raise InputError(f"cnn.augment.enabled must be true or false, not {out['enabled']!r}")
@@ -212,7 +198,8 @@ class ImageDataset(Dataset):
     y : np.ndarray
         int64 labels, ``(N,)``.
     augment : dict or None
-        Augmentation config (:data:`DEFAULT_AUGMENT` keys); None or ``enabled: false`` = none.
+        Augmentation config (keys of ``cnn.train.augment``, over its defaults); None or
+        ``enabled: false`` = none.
     seed : int
         Seed of this dataset's augmentation stream.
     """

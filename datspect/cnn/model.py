@@ -6,8 +6,9 @@ so a few narrow convolution blocks see all of it, while the dense layer carries 
 study's ~2.9 M parameters at almost no compute cost.  That keeps a training on two CPU cores
 within seconds per epoch.
 
-Everything that defines the network lives in one plain, JSON-serialisable ``arch`` dict
-(see :data:`DEFAULT_ARCH`), so a checkpoint can rebuild the model from its sidecar.  The optional
+Everything that defines the network lives in one plain, JSON-serialisable ``arch`` dict (the
+config's ``cnn.arch``; the schema, :mod:`datspect.schema`, holds its defaults and describes each
+key), so a checkpoint can rebuild the model from its sidecar.  The optional
 crop and downsampling of the input are part of the model, so training, validation and later
 prediction always see the same input geometry.
 """
@@ -20,39 +21,17 @@ import math
 import torch
 from torch import nn
 
+from datspect import schema
 from datspect.errors import InputError
-
-#: Default architecture, chosen by ``bench/cnn_speed.py`` on real PPMI slabs (2 CPU cores): a
-#: 64 x 64 crop around the striata (rows/columns of the MNI 2 mm grid, generous enough for either
-#: anterior-posterior direction of the rows), averaged 2 x 2 to 32 x 32, four narrow blocks and a
-#: dense layer sized so that the model has 2,872,729 parameters (the study's: 2,872,642).
-#: ``crop``: per spatial axis ``[start, stop)`` in input voxels (None = whole input), applied
-#: before ``downsample`` (average pooling by that integer factor, 1 = none).  Each of the
-#: ``channels`` blocks is ``convs_per_block`` x (conv, batch norm, ReLU), then max pooling by
-#: ``pool`` and channel dropout ``dropout_conv``; the head is one dense ReLU layer per entry of
-#: ``dense_units``, each followed by dropout ``dropout_dense``, and a linear ``n_classes``
-#: output (logits).
-DEFAULT_ARCH: dict = {
-    "crop": [[26, 90], [13, 77]],
-    "downsample": 2,
-    "channels": [16, 32, 64, 128],
-    "convs_per_block": 1,
-    "kernel_size": 3,
-    "pool": 2,
-    "dropout_conv": 0.1,
-    "dense_units": [5389],
-    "dropout_dense": 0.5,
-    "n_classes": 2,
-}
 
 
 def resolve_arch(arch: dict | None) -> dict:
-    """Merge ``arch`` over :data:`DEFAULT_ARCH` and validate it.
+    """Merge ``arch`` over the schema's defaults of ``cnn.arch`` and validate it.
 
     Parameters
     ----------
     arch : dict or None
-        Architecture keys to override (a subset of :data:`DEFAULT_ARCH`).
+        Architecture keys to override (a subset of ``cnn.arch``).
 
     Returns
     -------
@@ -65,12 +44,10 @@ def resolve_arch(arch: dict | None) -> dict:
         On an unknown key or a value of the wrong kind.
     """
     arch = dict(arch or {})
-    unknown = sorted(set(arch) - set(DEFAULT_ARCH))
+    out = schema.defaults("cnn", "arch")
+    unknown = sorted(set(arch) - set(out))
     if unknown:
-        raise InputError(
-            f"cnn.arch: unknown key(s) {unknown}; allowed keys are {sorted(DEFAULT_ARCH)}"
-        )
-    out = copy.deepcopy(DEFAULT_ARCH)
+        raise InputError(f"cnn.arch: unknown key(s) {unknown}; allowed keys are {sorted(out)}")
     out.update(copy.deepcopy(arch))
 
     def positive_ints(key, value):
@@ -218,7 +195,7 @@ def build_model(arch: dict | None, input_shape) -> DatCNN:
     Parameters
     ----------
     arch : dict or None
-        Overrides of :data:`DEFAULT_ARCH` (validated by :func:`resolve_arch`).
+        Overrides of the defaults of ``cnn.arch`` (validated by :func:`resolve_arch`).
     input_shape : sequence of int
         Spatial shape of one input: ``(H, W)`` (slab) or ``(D, H, W)`` (box).
 

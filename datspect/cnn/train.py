@@ -19,32 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from datspect import schema
 from datspect.cnn.data import ImageDataset, load_items, resolve_augment
 from datspect.cnn.model import build_model, count_parameters
 from datspect.errors import InputError
 
-#: Default training configuration (measured by ``bench/cnn_speed.py``): ``epochs`` maximum
-#: number of epochs; ``patience`` epochs without improvement of the selection criterion before
-#: stopping; ``batch_size``; ``optimizer`` adam|adamw with ``lr`` and ``weight_decay``;
-#: ``balance`` class_weights (cross-entropy weighted n / (2 n_class)) | sampler (class-balanced
-#: sampling with replacement) | none; ``select_on`` loss (lowest validation loss, ties by
-#: accuracy) | accuracy (highest validation accuracy, ties by loss); ``augment`` see
-#: :data:`datspect.cnn.data.DEFAULT_AUGMENT`.
-DEFAULT_TRAIN: dict = {
-    "epochs": 30,
-    "patience": 8,
-    "batch_size": 32,
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "balance": "class_weights",
-    "select_on": "loss",
-    "augment": None,
-}
-
 
 def resolve_train_cfg(train_cfg: dict | None) -> dict:
-    """Merge ``train_cfg`` over :data:`DEFAULT_TRAIN` and validate it.
+    """Merge ``train_cfg`` over the schema's defaults of ``cnn.train`` and validate it.
 
     Raises
     ------
@@ -52,12 +34,10 @@ def resolve_train_cfg(train_cfg: dict | None) -> dict:
         On an unknown key or an invalid value.
     """
     cfg = dict(train_cfg or {})
-    unknown = sorted(set(cfg) - set(DEFAULT_TRAIN))
+    out = schema.defaults("cnn", "train")
+    unknown = sorted(set(cfg) - set(out))
     if unknown:
-        raise InputError(
-            f"cnn.train: unknown key(s) {unknown}; allowed keys are {sorted(DEFAULT_TRAIN)}"
-        )
-    out = copy.deepcopy(DEFAULT_TRAIN)
+        raise InputError(f"cnn.train: unknown key(s) {unknown}; allowed keys are {sorted(out)}")
     out.update(copy.deepcopy(cfg))
     for key in ("epochs", "patience", "batch_size"):
         if not isinstance(out[key], int) or out[key] < 1:
@@ -146,9 +126,9 @@ def train_model(
     train_items, val_items : sequence of (array or .npy path, label)
         Training and validation images (label 0 normal, 1 reduced).
     arch : dict
-        Architecture overrides (:data:`datspect.cnn.model.DEFAULT_ARCH`).
+        Overrides of the defaults of ``cnn.arch``.
     train_cfg : dict
-        Training overrides (:data:`DEFAULT_TRAIN`).
+        Overrides of the defaults of ``cnn.train``.
     seed : int
         Seed of everything random in this training.
     threads : int

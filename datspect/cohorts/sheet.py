@@ -56,7 +56,7 @@ def read_sheet(path: str | Path, cohort: str, *, check_images: bool = True) -> p
     if not path.is_file():
         raise InputError(
             f"cohort '{cohort}': sheet {path} does not exist; check cohorts.{cohort}.sheet "
-            "(relative paths are relative to the working directory)."
+            "(a relative path is relative to the config file that sets it)."
         )
     try:
         sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)

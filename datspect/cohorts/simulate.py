@@ -19,7 +19,9 @@ One subject is simulated in five steps:
 
 Every subject is deterministic: its random streams come from
 ``numpy.random.SeedSequence([seed, stable_hash(subject_id)])``.  All parameters are explicit:
-``physics`` (shared; see :data:`DEFAULT_PHYSICS`) and ``cohort`` (see :data:`DEFAULT_COHORTS`).
+``physics`` (the config's ``simulation`` section, shared) and ``cohort`` (a cohort's
+``simulate`` section).  Both arrive validated and complete: the config schema
+(:mod:`datspect.schema`) holds their bounds and defaults, so nothing here checks them again.
 """
 
 from __future__ import annotations
@@ -43,126 +45,6 @@ PATTERNS_ATYPICAL = ("symmetric", "caudate_dominant")
 PATTERNS = ("normal", "borderline", "typical", *PATTERNS_ATYPICAL)
 TRUTH_REGIONS = ("putamen_l", "putamen_r", "caudate_l", "caudate_r")
 
-#: Shared physics of the embedded synthetic cohorts.  Concentrations are relative to grey
-#: matter; SBRs are true (resolution-free) specific / non-specific ratios.
-DEFAULT_PHYSICS = {
-    "tissue": {
-        "grey": 1.0,  # non-specific concentration in grey matter (the reference unit)
-        "white": 0.65,  # ... in white matter
-        "csf": 0.15,  # ... in CSF
-        "extracerebral": 0.5,  # ... in the scalp / soft-tissue shell (median)
-        "extracerebral_cv": 0.3,  # between-subject log-SD of the extracerebral concentration
-        "shell_gap_mm": 6.0,  # brain surface -> scalp (skull, no activity)
-        "shell_thickness_mm": 8.0,  # thickness of the scalp shell
-    },
-    "binding": {
-        "putamen": 5.0,  # healthy mean putamen SBR at age_ref
-        "caudate": 5.5,  # healthy caudate SBR at age_ref
-        "pallidum": 1.5,  # healthy pallidum SBR at age_ref
-        "ap_gradient": 0.3,  # putamen: anterior-posterior SBR drop, fraction of the mean
-        "age_ref": 60.0,  # age (years) of the reference levels
-        "age_decline_per_decade": 0.065,  # relative loss of binding per decade of age
-        "female_factor": 1.05,  # binding of women relative to men
-        "subject_cv": 0.09,  # between-subject log-SD of all striatal binding
-        "region_cv": 0.07,  # log-SD of caudate relative to putamen
-        "side_cv": 0.05,  # log-SD of left/right differences per region
-    },
-    "disease": {
-        "severity_beta": [4.0, 1.5],  # reduced scans: severity ~ Beta(a, b) on (0, 1)
-        "max_loss": 0.95,  # at most this fraction of a region's binding is lost
-        "borderline_factor": [0.55, 0.8],  # borderline normals: binding times U(lo, hi)
-        # Relative frequency of the atypical patterns among atypical reduced scans.
-        "atypical_weights": {"symmetric": 1.0, "caudate_dominant": 1.0},
-        # Per pattern: lost fraction per unit of side severity at the anterior / posterior
-        # putamen end and in the caudate (the caudate only beyond caudate_onset), and the
-        # severity ratio less-affected / more-affected side, ~ U(lo, hi).
-        "patterns": {
-            "typical": {
-                "putamen_anterior": 0.5,
-                "putamen_posterior": 1.3,
-                "caudate": 0.7,
-                "caudate_onset": 0.3,
-                "asymmetry": [0.4, 0.9],
-            },
-            "symmetric": {
-                "putamen_anterior": 0.8,
-                "putamen_posterior": 0.9,
-                "caudate": 0.8,
-                "caudate_onset": 0.0,
-                "asymmetry": [0.9, 1.0],
-            },
-            "caudate_dominant": {
-                "putamen_anterior": 0.2,
-                "putamen_posterior": 0.3,
-                "caudate": 1.0,
-                "caudate_onset": 0.0,
-                "asymmetry": [0.6, 1.0],
-            },
-        },
-    },
-    "pose": {
-        "rotation_deg": [8.0, 8.0, 8.0],  # max |rotation| about the x, y, z axes (uniform)
-        "translation_mm": [15.0, 15.0, 15.0],  # max |shift| along x, y, z (uniform)
-        "scale": [0.92, 1.08],  # isotropic head size factor ~ U(lo, hi)
-    },
-    "cameras": {
-        "ppmi": {
-            "shape": [128, 128, 64],  # native matrix (x, y, z)
-            "voxel_mm": [3.9, 3.9, 3.9],  # native voxel size
-            "orientation": "LAS",  # voxel axes direction codes (x, y, z order)
-            "head_offset_mm": [0.0, 0.0, -10.0],  # MNI origin's nominal scanner position
-            "psf_fwhm_mm": 16.0,  # system resolution (isotropic Gaussian)
-            "scatter_fraction": 0.3,  # fraction of counts in the broad scatter component
-            "scatter_fwhm_mm": 60.0,  # width of the scatter component
-            "counts": 2.5e6,  # median expected counts in the image (noise level)
-            "counts_cv": 0.25,  # between-scan log-SD of counts
-            "postfilter_fwhm_mm": 8.0,  # reconstruction post-filter (Gaussian)
-            "intensity_scale": 1.0,  # stored units per count
-        },
-        "clinic": {
-            "shape": [128, 128, 56],
-            "voxel_mm": [4.42, 4.42, 4.42],
-            "orientation": "RAS",
-            "head_offset_mm": [0.0, 5.0, -5.0],
-            "psf_fwhm_mm": 14.0,
-            "scatter_fraction": 0.35,
-            "scatter_fwhm_mm": 70.0,
-            "counts": 1.5e6,
-            "counts_cv": 0.3,
-            "postfilter_fwhm_mm": 9.0,
-            "intensity_scale": 2.5,
-        },
-    },
-}
-
-#: Settings of the two embedded cohorts (``n_*`` are read by the caller of
-#: :func:`datspect.cohorts.synthetic_subjects.cohort_design`).
-DEFAULT_COHORTS = {
-    "ppmi": {
-        "camera": "ppmi",
-        "n_normal": 207,
-        "n_reduced": 438,
-        "age_mean": 61.0,
-        "age_sd": 10.0,
-        "age_range": [30.0, 85.0],
-        "male_fraction": 0.65,
-        "atypical_fraction": 0.0,  # of reduced scans: symmetric or caudate-dominant pattern
-        "borderline_fraction": 0.0,  # of normal scans: globally lower binding
-    },
-    "clinical": {
-        "camera": "clinic",
-        "n_normal": 149,
-        "n_reduced": 149,
-        "age_mean": 68.0,
-        "age_sd": 11.0,
-        "age_range": [35.0, 90.0],
-        "male_fraction": 0.55,
-        "atypical_fraction": 0.25,
-        "borderline_fraction": 0.15,
-    },
-}
-
-
 # --------------------------------------------------------------------------- seeds and design
 
 
@@ -181,89 +63,6 @@ def subject_streams(seed: int, subject_id: str) -> dict:
     )
 
 
-# --------------------------------------------------------------------------- parameter access
-
-
-def _get(mapping: dict, key: str, where: str):
-    try:
-        return mapping[key]
-    except (KeyError, TypeError):
-        raise InputError(
-            f"{where}: missing key {key!r}; add it (see DEFAULT_PHYSICS / "
-            "DEFAULT_COHORTS for the defaults)"
-        ) from None
-
-
-def _num(mapping: dict, key: str, where: str, lo=None, hi=None) -> float:
-    value = _get(mapping, key, where)
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{where}.{key} must be a number, not {value!r}") from None
-    if (
-        not math.isfinite(value)
-        or (lo is not None and value < lo)
-        or (hi is not None and value > hi)
-    ):
-        raise InputError(f"{where}.{key} = {value} is outside [{lo}, {hi}]; fix it in config.yaml")
-    return value
-
-
-def _vec(mapping: dict, key: str, where: str, n: int, lo=None) -> np.ndarray:
-    value = _get(mapping, key, where)
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        arr = np.array([])
-    if arr.shape != (n,) or not np.all(np.isfinite(arr)) or (lo is not None and np.any(arr < lo)):
-        raise InputError(
-            f"{where}.{key} must be a list of {n} finite numbers"
-            + (f" >= {lo}" if lo is not None else "")
-            + f", not {value!r}"
-        )
-    return arr
-
-
-def _range(mapping: dict, key: str, where: str, lo=None, hi=None) -> tuple:
-    a, b = _vec(mapping, key, where, 2)
-    if a > b or (lo is not None and a < lo) or (hi is not None and b > hi):
-        raise InputError(
-            f"{where}.{key} = {[a, b]} must be [low, high] with low <= high within [{lo}, {hi}]"
-        )
-    return float(a), float(b)
-
-
-def camera_settings(physics: dict, name: str) -> dict:
-    """The validated settings of camera ``name`` (``physics.cameras.<name>``)."""
-    cameras = _get(physics, "cameras", "physics")
-    if not isinstance(cameras, dict) or name not in cameras:
-        known = sorted(cameras) if isinstance(cameras, dict) else []
-        raise InputError(f"cohort camera {name!r} is not in physics.cameras (known: {known})")
-    cam, where = cameras[name], f"physics.cameras.{name}"
-    shape = _vec(cam, "shape", where, 3, lo=8)
-    orientation = str(_get(cam, "orientation", where)).upper()
-    if len(orientation) != 3 or any(
-        c not in pair for c, pair in zip(orientation, ("LR", "AP", "SI"), strict=True)
-    ):
-        raise InputError(
-            f"{where}.orientation must be 3 direction codes for the x, y, z voxel axes, one of "
-            f"L/R, A/P, S/I each (e.g. 'LAS' or 'RAS'), not {orientation!r}"
-        )
-    return {
-        "shape": tuple(int(v) for v in shape),
-        "voxel_mm": _vec(cam, "voxel_mm", where, 3, lo=0.5),
-        "orientation": orientation,
-        "head_offset_mm": _vec(cam, "head_offset_mm", where, 3),
-        "psf_fwhm_mm": _num(cam, "psf_fwhm_mm", where, 0.0, 50.0),
-        "scatter_fraction": _num(cam, "scatter_fraction", where, 0.0, 0.9),
-        "scatter_fwhm_mm": _num(cam, "scatter_fwhm_mm", where, 0.0, 300.0),
-        "counts": _num(cam, "counts", where, 1e3, 1e10),
-        "counts_cv": _num(cam, "counts_cv", where, 0.0, 2.0),
-        "postfilter_fwhm_mm": _num(cam, "postfilter_fwhm_mm", where, 0.0, 50.0),
-        "intensity_scale": _num(cam, "intensity_scale", where, 1e-9, 1e9),
-    }
-
-
 # --------------------------------------------------------------------------- biology
 
 
@@ -274,15 +73,11 @@ def _lognormal(rng: np.random.Generator, cv: float) -> float:
 
 def _pattern(rng: np.random.Generator, label: int, cohort: dict, disease: dict) -> str:
     if label == 0:
-        p = _num(cohort, "borderline_fraction", "cohort", 0.0, 1.0)
-        return "borderline" if rng.random() < p else "normal"
-    if rng.random() >= _num(cohort, "atypical_fraction", "cohort", 0.0, 1.0):
+        return "borderline" if rng.random() < cohort["borderline_fraction"] else "normal"
+    if rng.random() >= cohort["atypical_fraction"]:
         return "typical"
-    weights = _get(disease, "atypical_weights", "physics.disease")
-    where = "physics.disease.atypical_weights"
-    w = np.array([_num(weights, k, where, 0.0) for k in PATTERNS_ATYPICAL])
-    if w.sum() <= 0:
-        raise InputError(f"{where}: at least one weight must be positive")
+    weights = disease["atypical_weights"]
+    w = np.array([weights[k] for k in PATTERNS_ATYPICAL], dtype=float)
     return str(PATTERNS_ATYPICAL[int(rng.choice(len(w), p=w / w.sum()))])
 
 
@@ -308,60 +103,56 @@ def draw_biology(rng: np.random.Generator, label: int, cohort: dict, physics: di
     """
     if label not in (0, 1):
         raise InputError(f"label must be 0 (normal) or 1 (reduced), not {label!r}")
-    b, d = _get(physics, "binding", "physics"), _get(physics, "disease", "physics")
-    wb, wd = "physics.binding", "physics.disease"
+    b, d = physics["binding"], physics["disease"]
     pattern = _pattern(rng, label, cohort, d)
 
-    age_lo, age_hi = _range(cohort, "age_range", "cohort", 0.0, 130.0)
-    age = rng.normal(_num(cohort, "age_mean", "cohort"), _num(cohort, "age_sd", "cohort", 0.0))
+    age_lo, age_hi = cohort["age_range"]
+    age = rng.normal(cohort["age_mean"], cohort["age_sd"])
     age = float(np.clip(age, age_lo, age_hi))
-    sex = "M" if rng.random() < _num(cohort, "male_fraction", "cohort", 0.0, 1.0) else "F"
+    sex = "M" if rng.random() < cohort["male_fraction"] else "F"
 
-    decline = _num(b, "age_decline_per_decade", wb, 0.0, 0.5)
-    global_factor = (1.0 - decline) ** ((age - _num(b, "age_ref", wb)) / 10.0)
+    decline = b["age_decline_per_decade"]
+    global_factor = (1.0 - decline) ** ((age - b["age_ref"]) / 10.0)
     if sex == "F":
-        global_factor *= _num(b, "female_factor", wb, 0.5, 2.0)
-    global_factor *= _lognormal(rng, _num(b, "subject_cv", wb, 0.0, 1.0))
-    caudate_factor = _lognormal(rng, _num(b, "region_cv", wb, 0.0, 1.0))
-    side_cv = _num(b, "side_cv", wb, 0.0, 1.0)
-    side = {f"{r}_{s}": _lognormal(rng, side_cv) for r in ("putamen", "caudate") for s in "lr"}
+        global_factor *= b["female_factor"]
+    global_factor *= _lognormal(rng, b["subject_cv"])
+    caudate_factor = _lognormal(rng, b["region_cv"])
+    side = {f"{r}_{s}": _lognormal(rng, b["side_cv"]) for r in ("putamen", "caudate") for s in "lr"}
 
     if pattern == "borderline":
-        global_factor *= rng.uniform(*_range(d, "borderline_factor", wd, 0.0, 1.0))
+        global_factor *= rng.uniform(*d["borderline_factor"])
 
-    max_loss = _num(d, "max_loss", wd, 0.0, 1.0)
+    max_loss = d["max_loss"]
     severity, affected = 0.0, None
     loss = {s: (0.0, 0.0, 0.0) for s in "lr"}  # (putamen anterior, posterior, caudate)
     if label == 1:
-        a_beta, b_beta = _vec(d, "severity_beta", wd, 2, lo=1e-3)
-        severity = float(rng.beta(a_beta, b_beta))
-        patterns = _get(d, "patterns", wd)
-        p, wp = _get(patterns, pattern, f"{wd}.patterns"), f"{wd}.patterns.{pattern}"
-        ratio = rng.uniform(*_range(p, "asymmetry", wp, 0.0, 1.0))
+        severity = float(rng.beta(*d["severity_beta"]))
+        p = d["patterns"][pattern]
+        ratio = rng.uniform(*p["asymmetry"])
         affected = "l" if rng.random() < 0.5 else "r"  # the more affected side: a fair coin
-        onset = _num(p, "caudate_onset", wp, 0.0, 0.99)
+        onset = p["caudate_onset"]
         for s in "lr":
             sev = severity if s == affected else severity * ratio
             loss[s] = (
-                sev * _num(p, "putamen_anterior", wp, 0.0),
-                sev * _num(p, "putamen_posterior", wp, 0.0),
-                _num(p, "caudate", wp, 0.0) * max(0.0, sev - onset) / (1.0 - onset),
+                sev * p["putamen_anterior"],
+                sev * p["putamen_posterior"],
+                p["caudate"] * max(0.0, sev - onset) / (1.0 - onset),
             )
 
-    gradient = _num(b, "ap_gradient", wb, 0.0, 0.99)
+    gradient = b["ap_gradient"]
     region_sbr, sbr_true = {}, {}
     for s in "lr":
         put_ant, put_post, caud = loss[s]
         region_sbr[f"putamen_{s}"] = phantom.putamen_profile(
             geo.ap_position[f"putamen_{s}"],
-            _num(b, "putamen", wb, 0.0) * global_factor * side[f"putamen_{s}"],
+            b["putamen"] * global_factor * side[f"putamen_{s}"],
             gradient,
             put_ant,
             put_post,
             max_loss,
         )
         region_sbr[f"caudate_{s}"] = (
-            _num(b, "caudate", wb, 0.0)
+            b["caudate"]
             * global_factor
             * caudate_factor
             * side[f"caudate_{s}"]
@@ -369,9 +160,7 @@ def draw_biology(rng: np.random.Generator, label: int, cohort: dict, physics: di
         )
         # The pallidum (nigro-pallidal terminals) follows the mean putamen loss of its side.
         region_sbr[f"pallidum_{s}"] = (
-            _num(b, "pallidum", wb, 0.0)
-            * global_factor
-            * (1.0 - min(0.5 * (put_ant + put_post), max_loss))
+            b["pallidum"] * global_factor * (1.0 - min(0.5 * (put_ant + put_post), max_loss))
         )
     for name in TRUTH_REGIONS:
         sbr_true[name] = round(float(np.mean(region_sbr[name])), 6)
@@ -405,10 +194,9 @@ def draw_pose(rng: np.random.Generator, pose: dict, head_offset_mm) -> dict:
     ``native_from_mni`` maps MNI mm to scanner mm: ``x_native = scale * R @ x_mni + offset``
     with ``offset = head_offset_mm + translation``.
     """
-    where = "physics.pose"
-    rot = rng.uniform(-1.0, 1.0, 3) * _vec(pose, "rotation_deg", where, 3, lo=0.0)
-    shift = rng.uniform(-1.0, 1.0, 3) * _vec(pose, "translation_mm", where, 3, lo=0.0)
-    scale = float(rng.uniform(*_range(pose, "scale", where, 0.5, 2.0)))
+    rot = rng.uniform(-1.0, 1.0, 3) * np.asarray(pose["rotation_deg"], dtype=float)
+    shift = rng.uniform(-1.0, 1.0, 3) * np.asarray(pose["translation_mm"], dtype=float)
+    scale = float(rng.uniform(*pose["scale"]))
     m = np.eye(4)
     m[:3, :3] = scale * rotation_matrix(rot)
     m[:3, 3] = np.asarray(head_offset_mm, dtype=float) + shift
@@ -492,7 +280,7 @@ def acquire(
         Isotropic scale of the pose (the PSF is applied on the MNI grid, where the camera's
         mm are ``1 / scale`` MNI mm).
     cam : dict
-        Output of :func:`camera_settings`.
+        The camera's settings (``simulation.cameras.<name>``).
     rng : numpy.random.Generator or None
         Poisson noise stream; ``None`` gives the noise-free expectation (same scaling).
 
@@ -547,7 +335,7 @@ def acquire(
     total = float(expected.sum())
     if total <= 0:
         raise InputError(
-            f"physics.cameras.{camera_name}: the head lies outside the field of view; enlarge "
+            f"simulation.cameras.{camera_name}: the head lies outside the field of view; enlarge "
             "shape/voxel_mm or reduce head_offset_mm / pose.translation_mm"
         )
     counts = cam["counts"] * _lognormal(rng, cam["counts_cv"]) if rng is not None else cam["counts"]
@@ -569,12 +357,12 @@ def acquire(
 
 
 def _geometry(physics: dict, cam: dict, scale_min: float):
-    t = _get(physics, "tissue", "physics")
+    t = physics["tissue"]
     # Keep a blur margin of 3 PSF sigmas (MNI mm) around the head on the MNI grid (whole voxels).
     margin = _TRUNCATE * cam["psf_fwhm_mm"] / scale_min / FWHM_PER_SIGMA
     return phantom.geometry(
-        _num(t, "shell_gap_mm", "physics.tissue", 0.0, 100.0),
-        _num(t, "shell_thickness_mm", "physics.tissue", 0.0, 100.0),
+        float(t["shell_gap_mm"]),
+        float(t["shell_thickness_mm"]),
         float(_MNI_VOXEL_MM * math.ceil(margin / _MNI_VOXEL_MM)),
     )
 
@@ -591,11 +379,11 @@ def simulate_subject(
     label : int
         0 normal, 1 reduced.
     cohort : dict
-        Cohort settings: ``camera``, ``age_mean``, ``age_sd``, ``age_range``, ``male_fraction``,
-        ``atypical_fraction``, ``borderline_fraction``.
+        Cohort settings (``cohorts.<name>.simulate``): ``camera``, ``age_mean``, ``age_sd``,
+        ``age_range``, ``male_fraction``, ``atypical_fraction``, ``borderline_fraction``.
     physics : dict
-        Shared physics (``tissue``, ``binding``, ``disease``, ``pose``, ``cameras``), see
-        :data:`DEFAULT_PHYSICS`.
+        Shared physics (the config's ``simulation``: ``tissue``, ``binding``, ``disease``,
+        ``pose``, ``cameras``).
     seed : int
         Global seed.
     noise : bool, optional
@@ -614,33 +402,30 @@ def simulate_subject(
         (4x4 list, MNI mm -> scanner mm) and ``counts`` (expected total counts).
     """
     streams = subject_streams(seed, subject_id)
-    camera_name = str(_get(cohort, "camera", "cohort"))
-    cam = camera_settings(physics, camera_name)
-    pose_cfg = _get(physics, "pose", "physics")
-    scale_min, _ = _range(pose_cfg, "scale", "physics.pose", 0.5, 2.0)
-    geo = _geometry(physics, cam, scale_min)
+    camera_name = cohort["camera"]
+    cam = physics["cameras"][camera_name]
+    geo = _geometry(physics, cam, physics["pose"]["scale"][0])
 
     region_sbr, bio = draw_biology(streams["biology"], label, cohort, physics, geo)
-    t, wt = _get(physics, "tissue", "physics"), "physics.tissue"
+    t = physics["tissue"]
     act = phantom.activity(
         geo,
         region_sbr,
-        grey=_num(t, "grey", wt, 1e-6),
-        white=_num(t, "white", wt, 0.0),
-        csf=_num(t, "csf", wt, 0.0),
-        extracerebral=_num(t, "extracerebral", wt, 0.0)
-        * _lognormal(streams["biology"], _num(t, "extracerebral_cv", wt, 0.0, 2.0)),
+        grey=t["grey"],
+        white=t["white"],
+        csf=t["csf"],
+        extracerebral=t["extracerebral"] * _lognormal(streams["biology"], t["extracerebral_cv"]),
     )
 
-    pose = draw_pose(streams["pose"], pose_cfg, cam["head_offset_mm"])
+    pose = draw_pose(streams["pose"], physics["pose"], cam["head_offset_mm"])
     m = pose.pop("native_from_mni")
     aff_n = native_affine(cam["shape"], cam["voxel_mm"], cam["orientation"])
     brain_vox = (np.linalg.inv(aff_n) @ m @ np.c_[geo.brain_corners_mm, np.ones(8)].T)[:3]
     if np.any(brain_vox < -0.5) or np.any(brain_vox.T > np.array(cam["shape"]) - 0.5):
         raise InputError(
-            f"physics.cameras.{camera_name}: the brain of {subject_id} leaves the field of view "
-            f"{cam['shape']} x {cam['voxel_mm'].tolist()} mm; enlarge shape, or reduce "
-            "head_offset_mm / physics.pose.translation_mm / physics.pose.scale"
+            f"simulation.cameras.{camera_name}: the brain of {subject_id} leaves the field of "
+            f"view {cam['shape']} x {cam['voxel_mm']} mm; enlarge shape, or reduce "
+            "head_offset_mm / simulation.pose.translation_mm / simulation.pose.scale"
         )
     data, aff_n, counts = acquire(
         act,

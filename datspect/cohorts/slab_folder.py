@@ -62,7 +62,8 @@ def list_slab_folder(folder, cohort: str) -> pd.DataFrame:
     if not folder.is_dir():
         raise InputError(
             f"cohort '{cohort}': slab folder {folder} does not exist; set "
-            f"cohorts.{cohort}.slabs.folder (relative paths are relative to the repository)"
+            f"cohorts.{cohort}.slabs.folder (a relative path is relative to the config file that "
+            "sets it)"
         )
     rows = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):

