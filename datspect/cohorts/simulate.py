@@ -30,13 +30,13 @@ import math
 
 import nibabel as nib
 import numpy as np
+from nibabel.processing import fwhm2sigma
 from scipy import ndimage
 
 from datspect.cohorts import phantom
 from datspect.cohorts.synthetic_subjects import check_seed, stable_hash
 from datspect.errors import InputError
 
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _TRUNCATE = 3.0  # Gaussian kernels are cut at 3 sigma (0.3 % of the mass; numerics only)
 _MNI_VOXEL_MM = 2.0
 PATTERNS_ATYPICAL = ("symmetric", "caudate_dominant")
@@ -222,7 +222,7 @@ def native_affine(shape, voxel_mm, orientation: str) -> np.ndarray:
 
 
 def _sigma(fwhm_mm: float, voxel_mm) -> np.ndarray:
-    return np.asarray(fwhm_mm / FWHM_PER_SIGMA / np.asarray(voxel_mm, dtype=float))
+    return np.asarray(fwhm2sigma(fwhm_mm) / np.asarray(voxel_mm, dtype=float))
 
 
 # --------------------------------------------------------------------------- camera
@@ -298,7 +298,7 @@ def acquire(
     # applied on the finer MNI grid before sampling (no aliasing of the small striata).
     blurred = act
     if cam["psf_fwhm_mm"] > 0:
-        sigma = cam["psf_fwhm_mm"] / scale / FWHM_PER_SIGMA / _MNI_VOXEL_MM
+        sigma = fwhm2sigma(cam["psf_fwhm_mm"] / scale) / _MNI_VOXEL_MM
         blurred = ndimage.gaussian_filter(act, sigma, mode="constant", truncate=_TRUNCATE)
 
     # Native box: the activity grid's footprint (it holds the PSF tails) plus the post-filter
@@ -359,7 +359,7 @@ def acquire(
 def _geometry(physics: dict, cam: dict, scale_min: float):
     t = physics["tissue"]
     # Keep a blur margin of 3 PSF sigmas (MNI mm) around the head on the MNI grid (whole voxels).
-    margin = _TRUNCATE * cam["psf_fwhm_mm"] / scale_min / FWHM_PER_SIGMA
+    margin = fwhm2sigma(_TRUNCATE * cam["psf_fwhm_mm"] / scale_min)
     return phantom.geometry(
         float(t["shell_gap_mm"]),
         float(t["shell_thickness_mm"]),
