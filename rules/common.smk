@@ -8,6 +8,7 @@ from datspect.workflow import config_checks
 from datspect.workflow import jobpool
 from datspect.workflow import provenance
 from datspect.evaluation import splits
+from datspect.features.sbr_config import sbr_arguments
 from datspect.seeds import derive_seed
 
 REPO = Path(workflow.basedir)
@@ -103,10 +104,6 @@ def slab_only(value):
     return lambda w: value if is_slab_cohort(w.cohort) else None
 
 
-def volume_only(value):
-    return lambda w: None if is_slab_cohort(w.cohort) else value
-
-
 def native_image_path(cohort, subject):
     """The scan as NIfTI in the working directory: simulated, or ingested from the sheet."""
     kind = "simulated" if COHORTS[cohort][subject]["image"] is None else "ingested"
@@ -143,42 +140,26 @@ def per_subject(pattern, cohort):
 # scheduling round, which cost ~60 % of a core breadth-first with thousands of subjects.
 
 
-def run_step(step, log, **kwargs):
-    """Run a step of datspect.workflow.steps in the warm local pool (see datspect/workflow/jobpool.py)."""
+def run_rule(name, input, output, params, wildcards, threads, log):
+    """The body of every run: rule, given the rule's name. Calls the step of that name in
+    datspect/workflow/steps.py with the named input, output, params and wildcards as its
+    arguments (and the threads and log if the step takes them), in the warm local pool
+    (datspect/workflow/jobpool.py) or, in a job process of its own (a cluster job), directly.
+    """
     jobpool.run(
-        step,
-        kwargs,
-        str(log),
+        name,
+        jobpool.step_arguments(input, output, params, wildcards),
+        str(log[0]),
+        threads=threads,
         in_pool=workflow.is_main_process,
         workers=max(1, workflow.cores or 1),
     )
 
 
-def rule_step(step, log, wildcards, input, output, params, **extra):
-    """Run a step whose arguments are the rule's named inputs, outputs, params and wildcards."""
-    kwargs = {}
-    for named in (input, output, params, wildcards):
-        for key, value in named.items():
-            kwargs[key] = list(value) if isinstance(value, list) else value
-    run_step(step, log[0], **kwargs, **extra)
-
-
-def code_version(step, *modules):
-    """Hash of a step's code: a parameter of cached rules (see datspect/workflow/provenance.py)."""
-    return provenance.step_hash(step, "datspect.io.imageio", *modules)
-
-
-def feature_step(step, wildcards, input, output, params, log):
-    """Run a step that turns one subject's normalized images into one feature file."""
-    run_step(
-        step,
-        log[0],
-        images=dict(input.items()),
-        cohort=wildcards.cohort,
-        subject_id=wildcards.subject,
-        out=output[0],
-        **dict(params.items()),
-    )
+def code_version(rule, *modules):
+    """Hash of a run: rule's step and the modules doing its work: the `code` parameter of
+    cached rules (see datspect/workflow/provenance.py)."""
+    return provenance.step_hash(rule, "datspect.io.imageio", *modules)
 
 
 def simulation_physics(cohort):

@@ -98,7 +98,15 @@ def test_group_slabs_quarantines_conflicts_and_pairs_siblings(slab_folder):
 
 def test_prepared_slab_round_trips_on_the_mni_grid(slab_folder, tmp_path):
     png = slab_folder / "PD" / "case3.png"
-    steps.prepare_slab(png, 18.0, 5, tmp_path / "o.nii.gz", tmp_path / "s.nii.gz")
+    steps.prepare_slab(
+        source=png,
+        original=tmp_path / "o.nii.gz",
+        smoothed=tmp_path / "s.nii.gz",
+        fwhm_mm=18.0,
+        n_slices=5,
+        cohort="toy",
+        subject="PD-case3",
+    )
     stored = nib.load(tmp_path / "o.nii.gz")
     assert stored.shape == (91, 109, 1)
     centre = stored.affine @ [45, 63, 0, 1]
