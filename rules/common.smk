@@ -1,4 +1,5 @@
 # Validation of config and cohort sheets, subject tables, seeds and input functions.
+import functools
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -30,7 +31,9 @@ SPLITS = list(range(config["splits"]["n_splits"]))
 
 
 def _slab_folders():
-    """Every image of each slab cohort (a relative folder is relative to the repository)."""
+    """Every image of each slab cohort (a relative folder is relative to the repository).
+
+    Listing the folders is cheap; reading the PNGs is left to quarantined()."""
     folders = {}
     for name, spec in config["cohorts"].items():
         if spec["source"] == "slabs":
@@ -46,18 +49,23 @@ def _slab_folders():
 SLAB_FOLDERS = _slab_folders()
 
 
-def _cohort_table(name, spec):
-    """Subjects of a cohort: from the simulator's design, the user's sheet or a slab folder."""
-    if spec["source"] == "slabs":
-        table = SLAB_FOLDERS[name]
-        # Images stored under both labels never enter the cohort (slab_groups.tsv lists them).
-        from datspect.cohorts import slab_folder
+@functools.cache
+def quarantined(cohort):
+    """Images of a slab cohort stored under both labels: they never enter the cohort
+    (slab_groups.tsv lists them). Hashing every PNG (0.3 s for the 1097 published slabs) is
+    done only where a cohort's subject list is needed, not in each per-image cluster job.
+    """
+    from datspect.cohorts import slab_folder
 
-        quarantined = slab_folder.label_conflicts(table)
+    return slab_folder.label_conflicts(SLAB_FOLDERS[cohort])
+
+
+def _cohort_table(name, spec):
+    """Images of a cohort by subject (a slab cohort's quarantined ones too: see subjects())."""
+    if spec["source"] == "slabs":
         return {
             row.subject_id: {"label": int(row.label), "image": row.image}
-            for row in table.itertuples()
-            if row.subject_id not in quarantined
+            for row in SLAB_FOLDERS[name].itertuples()
         }
     if spec["source"] == "simulate":
         from datspect.cohorts.synthetic_subjects import cohort_design
@@ -73,11 +81,6 @@ def _cohort_table(name, spec):
 
 
 COHORTS = {name: _cohort_table(name, spec) for name, spec in config["cohorts"].items()}
-splits.check_split_feasible(
-    [v["label"] for v in COHORTS[DEV].values()],
-    [config["splits"][p] for p in config_checks.SPLIT_PARTS],
-    where=config["cohorts"][DEV].get("sheet") or f"cohorts.{DEV}.simulate",
-)
 
 
 wildcard_constraints:
@@ -88,12 +91,14 @@ wildcard_constraints:
     split=r"\d+",
 
 
-def subjects(cohort):
-    return sorted(COHORTS[cohort])
-
-
 def is_slab_cohort(cohort):
     return config["cohorts"][cohort]["source"] == "slabs"
+
+
+def subjects(cohort):
+    if is_slab_cohort(cohort):
+        return sorted(set(COHORTS[cohort]) - quarantined(cohort))
+    return sorted(COHORTS[cohort])
 
 
 VOLUME_COHORTS = [c for c in COHORTS if not is_slab_cohort(c)]
@@ -127,7 +132,16 @@ def check_changed_scans():
         )
 
 
-check_changed_scans()
+# Checks of the inputs that only the main process needs: a cluster or subprocess job re-parses
+# this file only to resolve its own inputs (tests/test_slabs.py plans such jobs).
+if workflow.is_main_process:
+    splits.check_split_feasible(
+        [COHORTS[DEV][s]["label"] for s in subjects(DEV)],
+        [config["splits"][p] for p in config_checks.SPLIT_PARTS],
+        where=config["cohorts"][DEV].get("sheet") or f"cohorts.{DEV}.simulate",
+    )
+    check_changed_scans()
+    list(map(quarantined, SLAB_FOLDERS))  # a bad PNG stops the run here, before any job
 
 
 def per_subject(pattern, cohort):
