@@ -28,10 +28,17 @@ include: "rules/report.smk"
 include: "rules/export.smk"
 
 
-# Snakemake 9.27 can deadlock in its own SIGTERM handler; see datspect/workflow/interrupt.py.
+# A warning at the start when the warm pool cannot serve the run: jobs (no force-use-threads,
+# datspect/workflow/jobpool.py); Snakemake 9.27 can deadlock in its own SIGTERM handler (see
+# datspect/workflow/interrupt.py).
 onstart:
+    from snakemake.logging import logger
+    from datspect.workflow import jobpool
     from datspect.workflow.interrupt import handle_sigterm_in_thread
 
+    warning = jobpool.without_threads_warning(workflow.use_threads)
+    if warning:
+        logger.warning(warning)
     handle_sigterm_in_thread()
 
 

@@ -1,5 +1,5 @@
-"""The warm worker pool: steps run in it with their rule's names as arguments, and its workers
-die with the process that owns it."""
+"""The warm worker pool: steps run in it with their rule's names as arguments, its workers die
+with the process that owns it, and a run that cannot use it says so."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import psutil  # a Snakemake dependency
 import pytest
-from conftest import REPO
+from conftest import REPO, snakemake
 
 from datspect.errors import InputError
 from datspect.workflow import jobpool
@@ -113,3 +113,14 @@ def test_threads_and_log_go_to_the_steps_that_take_them(tmp_path, monkeypatch):
     summary = jobpool.call_step("busy", {"x": 1}, str(log), threads=4, module="some_steps")
     assert summary == f"x=1 threads=4 log={log}"
 
+
+def test_run_without_force_use_threads_warns_once(tmp_path):
+    """The warm pool needs profiles/default's force-use-threads; without it the run says so."""
+    target = "data/ppmi/truth/ppmi-0001.json"  # one simulate_subject job (0.2 s)
+    warning = "datspect: force-use-threads is off"
+    plain = snakemake("--cores", "1", target, workdir=tmp_path / "a")
+    assert warning not in plain.stderr, plain.stderr
+    bare = snakemake("--cores", "1", target, "--workflow-profile", "none", workdir=tmp_path / "b")
+    assert bare.stderr.count(warning) == 1, bare.stderr
+    assert (tmp_path / "b" / target).read_bytes() == (tmp_path / "a" / target).read_bytes()
+    assert jobpool.without_threads_warning(use_threads=True) is None

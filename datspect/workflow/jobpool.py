@@ -7,7 +7,9 @@ per-image rules therefore use ``run:`` (executed in threads of the Snakemake pro
 ``force-use-threads`` in ``profiles/default``) and hand the work to this pool, whose processes
 import the libraries once.  On a cluster each job runs in its own process and the step is called
 directly.  Threads of the Snakemake process cannot do the work themselves: SimpleITK and
-scipy.ndimage hold the GIL.
+scipy.ndimage hold the GIL.  Without ``force-use-threads`` (another workflow profile, or
+``--workflow-profile none``) a local run still works, each ``run:`` job in a Python process of
+its own, but slower: :func:`without_threads_warning` says so when the run starts.
 
 This module imports nothing heavy so that the thread limits below apply before numpy loads.
 """
@@ -162,3 +164,19 @@ def run(
             _POOL = None
         raise
 
+
+def without_threads_warning(use_threads: bool) -> str | None:
+    """The one-line warning for a run whose ``run:`` jobs cannot reach the pool, else None.
+
+    ``use_threads`` is Snakemake's ``workflow.use_threads``: true with ``force-use-threads``
+    and on a cluster (where the pool is not meant to be used), false when a local run starts
+    one Python process per ``run:`` job.
+    """
+    if use_threads:
+        return None
+    return (
+        "datspect: force-use-threads is off (profiles/default, the workflow profile, was not "
+        "read: --workflow-profile none or another one?), so every per-image job starts its own "
+        "Python (0.35-1.1 s each, bench/job_overhead.py) instead of using the warm worker pool; "
+        "drop that option or add --force-use-threads"
+    )
