@@ -29,17 +29,19 @@ include: "rules/export.smk"
 
 
 # A warning at the start when the warm pool cannot serve the run: jobs (no force-use-threads,
-# datspect/workflow/jobpool.py); Snakemake 9.27 can deadlock in its own SIGTERM handler (see
-# datspect/workflow/interrupt.py).
+# datspect/workflow/jobpool.py); the SIGTERM workaround for Snakemake 9.27, whose handler can
+# deadlock (datspect/workflow/interrupt.py), or why it is not installed.
 onstart:
+    from snakemake import __version__ as snakemake_version
     from snakemake.logging import logger
-    from datspect.workflow import jobpool
-    from datspect.workflow.interrupt import handle_sigterm_in_thread
+    from datspect.workflow import interrupt, jobpool
 
-    warning = jobpool.without_threads_warning(workflow.use_threads)
-    if warning:
-        logger.warning(warning)
-    handle_sigterm_in_thread()
+    for warning in (
+        jobpool.without_threads_warning(workflow.use_threads),
+        interrupt.handle_sigterm_in_thread(snakemake_version),
+    ):
+        if warning:
+            logger.warning(warning)
 
 
 rule all:
