@@ -28,11 +28,20 @@ include: "rules/report.smk"
 include: "rules/export.smk"
 
 
-# Snakemake 9.27 can deadlock in its own SIGTERM handler; see datspect/workflow/interrupt.py.
+# A warning at the start when the warm pool cannot serve the run: jobs (no force-use-threads,
+# datspect/workflow/jobpool.py); the SIGTERM workaround for Snakemake 9.27, whose handler can
+# deadlock (datspect/workflow/interrupt.py), or why it is not installed.
 onstart:
-    from datspect.workflow.interrupt import handle_sigterm_in_thread
+    from snakemake import __version__ as snakemake_version
+    from snakemake.logging import logger
+    from datspect.workflow import interrupt, jobpool
 
-    handle_sigterm_in_thread()
+    for warning in (
+        jobpool.without_threads_warning(workflow.use_threads),
+        interrupt.handle_sigterm_in_thread(snakemake_version),
+    ):
+        if warning:
+            logger.warning(warning)
 
 
 rule all:

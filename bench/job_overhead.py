@@ -4,8 +4,9 @@ Runs a throw-away workflow of N trivial per-image jobs three ways with `--cores 
 the wall time per job (median of several repeats):
   script  - a `script:` job importing numpy, scipy.ndimage, nibabel, SimpleITK (a new Python
             process per job, as a thin Snakemake script would);
-  pool    - a `run:` job handing the same trivial step to datspect.workflow.jobpool's warm processes
-            (what the workflow's per-image rules do locally);
+  pool    - a `run:` job handing the same trivial step (a `touch` of this bench, not of the
+            package) to datspect.workflow.jobpool's warm processes, whose workers import the
+            workflow's steps as they do for the per-image rules locally;
   shell   - a `shell:` echo (the floor: Snakemake's own scheduling).
 Usage: .venv/bin/python bench/job_overhead.py [--jobs 60] [--repeats 3]
 """
@@ -35,7 +36,7 @@ rule pool:
     output: "pool/{{i}}.txt"
     run:
         jobpool.run("touch", {{"path": output[0]}}, "", in_pool=workflow.is_main_process,
-                    workers=workflow.cores)
+                    workers=workflow.cores, module="overhead_steps")
 rule shell:
     output: "shell/{{i}}.txt"
     shell: "echo x > {{output:q}}"
@@ -46,12 +47,19 @@ import numpy, scipy.ndimage, nibabel, SimpleITK
 open(snakemake.output[0], "w").write("x")
 """
 
+# The pool's step, importable by its workers: Snakemake puts the Snakefile's folder on sys.path.
+POOL_STEP = """
+def touch(path):
+    open(path, "w").write("x")
+"""
+
 
 def run_once(kind: str, jobs: int) -> float:
     folder = Path(tempfile.mkdtemp(prefix=f"overhead-{kind}-"))
     try:
         (folder / "Snakefile").write_text(SNAKEFILE.format(jobs=jobs, kind=kind))
         (folder / "step.py").write_text(STEP)
+        (folder / "overhead_steps.py").write_text(POOL_STEP)
         cmd = [str(Path(sys.executable).with_name("snakemake")), "--cores", "2", "--quiet"]
         cmd += ["--force-use-threads", "--workflow-profile", "none"]
         start = time.perf_counter()

@@ -7,7 +7,7 @@ rule cnn_input:
     input:
         unpack(mni_images),
     output:
-        "features/{cohort}/{subject}/cnn_input.npz",
+        arrays="features/{cohort}/{subject}/cnn_input.npz",
     log:
         "logs/cnn_input/{cohort}/{subject}.log",
     priority: 4
@@ -21,7 +21,7 @@ rule cnn_input:
         box_margin_mm=config["slab"]["box_margin_mm"],
         reference=config["sbr"]["reference"],
     run:
-        feature_step("cnn_input", wildcards, input, output, params, log)
+        run_rule(rule, input, output, params, wildcards, threads, log)
 
 
 rule cnn_input_bundle:
@@ -65,13 +65,4 @@ rule train_cnn:
         device=CNN["device"],
         seed=lambda w: derive_seed(SEED, "cnn", w.setting, w.split),
     run:
-        rule_step(
-            "train_cnn",
-            log,
-            wildcards,
-            input,
-            output,
-            params,
-            threads=threads,
-            log_path=log[0],
-        )
+        run_rule(rule, input, output, params, wildcards, threads, log)

@@ -15,29 +15,19 @@ rule simulate_subject:
         runtime=2,
     params:
         label=lambda w: COHORTS[w.cohort][w.subject]["label"],
-        cohort=lambda w: config["cohorts"][w.cohort]["simulate"],
+        simulate=lambda w: config["cohorts"][w.cohort]["simulate"],
         physics=lambda w: simulation_physics(w.cohort),
         seed=lambda w: derive_seed(SEED, "simulate", w.cohort, w.subject),
-        code=code_version("simulate", "datspect.cohorts.simulate"),
+        code=code_version("simulate_subject", "datspect.cohorts.simulate"),
     run:
-        run_step(
-            "simulate",
-            log[0],
-            subject_id=wildcards.subject,
-            label=params.label,
-            cohort=params.cohort,
-            physics=params.physics,
-            seed=params.seed,
-            image_out=output.image,
-            truth_out=output.truth,
-        )
+        run_rule(rule, input, output, params, wildcards, threads, log)
 
 
 rule ingest_scan:
     input:
-        lambda w: COHORTS[w.cohort][w.subject]["image"],
+        source=lambda w: COHORTS[w.cohort][w.subject]["image"],
     output:
-        "data/{cohort}/ingested/{subject}.nii.gz",
+        image="data/{cohort}/ingested/{subject}.nii.gz",
     log:
         "logs/ingest_scan/{cohort}/{subject}.log",
     priority: 1
@@ -46,7 +36,7 @@ rule ingest_scan:
         mem_mb=800,
         runtime=2,
     run:
-        run_step("ingest", log[0], source=input[0], out=output[0])
+        run_rule(rule, input, output, params, wildcards, threads, log)
 
 
 rule cohort_sheet:

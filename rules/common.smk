@@ -1,4 +1,6 @@
 # Validation of config and cohort sheets, subject tables, seeds and input functions.
+import functools
+
 from snakemake.utils import validate
 
 from datspect import schema
@@ -7,6 +9,7 @@ from datspect.workflow import config_checks
 from datspect.workflow import jobpool
 from datspect.workflow import provenance
 from datspect.evaluation import splits
+from datspect.features.sbr_config import sbr_arguments
 from datspect.seeds import derive_seed
 from datspect import vocabulary
 
@@ -28,7 +31,9 @@ SPLITS = list(range(config["splits"]["n_splits"]))
 
 
 def _slab_folders():
-    """Every image of each slab cohort."""
+    """Every image of each slab cohort.
+
+    Listing the folders is cheap; reading the PNGs is left to quarantined()."""
     folders = {}
     for name, spec in config["cohorts"].items():
         if spec["source"] == "slabs":
@@ -42,18 +47,23 @@ def _slab_folders():
 SLAB_FOLDERS = _slab_folders()
 
 
-def _cohort_table(name, spec):
-    """Subjects of a cohort: from the simulator's design, the user's sheet or a slab folder."""
-    if spec["source"] == "slabs":
-        table = SLAB_FOLDERS[name]
-        # Images stored under both labels never enter the cohort (slab_groups.tsv lists them).
-        from datspect.cohorts import slab_folder
+@functools.cache
+def quarantined(cohort):
+    """Images of a slab cohort stored under both labels: they never enter the cohort
+    (slab_groups.tsv lists them). Hashing every PNG (0.3 s for the 1097 published slabs) is
+    done only where a cohort's subject list is needed, not in each per-image cluster job.
+    """
+    from datspect.cohorts import slab_folder
 
-        quarantined = slab_folder.label_conflicts(table)
+    return slab_folder.label_conflicts(SLAB_FOLDERS[cohort])
+
+
+def _cohort_table(name, spec):
+    """Images of a cohort by subject (a slab cohort's quarantined ones too: see subjects())."""
+    if spec["source"] == "slabs":
         return {
             row.subject_id: {"label": int(row.label), "image": row.image}
-            for row in table.itertuples()
-            if row.subject_id not in quarantined
+            for row in SLAB_FOLDERS[name].itertuples()
         }
     if spec["source"] == "simulate":
         from datspect.cohorts.synthetic_subjects import cohort_design
@@ -69,11 +79,6 @@ def _cohort_table(name, spec):
 
 
 COHORTS = {name: _cohort_table(name, spec) for name, spec in config["cohorts"].items()}
-splits.check_split_feasible(
-    [v["label"] for v in COHORTS[DEV].values()],
-    [config["splits"][p] for p in config_checks.SPLIT_PARTS],
-    where=config["cohorts"][DEV].get("sheet") or f"cohorts.{DEV}.simulate",
-)
 
 
 wildcard_constraints:
@@ -84,12 +89,14 @@ wildcard_constraints:
     split=r"\d+",
 
 
-def subjects(cohort):
-    return sorted(COHORTS[cohort])
-
-
 def is_slab_cohort(cohort):
     return config["cohorts"][cohort]["source"] == "slabs"
+
+
+def subjects(cohort):
+    if is_slab_cohort(cohort):
+        return sorted(set(COHORTS[cohort]) - quarantined(cohort))
+    return sorted(COHORTS[cohort])
 
 
 VOLUME_COHORTS = [c for c in COHORTS if not is_slab_cohort(c)]
@@ -98,10 +105,6 @@ VOLUME_COHORTS = [c for c in COHORTS if not is_slab_cohort(c)]
 def slab_only(value):
     """A rule parameter that slab cohorts use and volume cohorts do not (so it reruns only them)."""
     return lambda w: value if is_slab_cohort(w.cohort) else None
-
-
-def volume_only(value):
-    return lambda w: None if is_slab_cohort(w.cohort) else value
 
 
 def native_image_path(cohort, subject):
@@ -127,7 +130,16 @@ def check_changed_scans():
         )
 
 
-check_changed_scans()
+# Checks of the inputs that only the main process needs: a cluster or subprocess job re-parses
+# this file only to resolve its own inputs (tests/test_slabs.py plans such jobs).
+if workflow.is_main_process:
+    splits.check_split_feasible(
+        [COHORTS[DEV][s]["label"] for s in subjects(DEV)],
+        [config["splits"][p] for p in config_checks.SPLIT_PARTS],
+        where=config["cohorts"][DEV].get("sheet") or f"cohorts.{DEV}.simulate",
+    )
+    check_changed_scans()
+    list(map(quarantined, SLAB_FOLDERS))  # a bad PNG stops the run here, before any job
 
 
 def per_subject(pattern, cohort):
@@ -140,42 +152,26 @@ def per_subject(pattern, cohort):
 # scheduling round, which cost ~60 % of a core breadth-first with thousands of subjects.
 
 
-def run_step(step, log, **kwargs):
-    """Run a step of datspect.workflow.steps in the warm local pool (see datspect/workflow/jobpool.py)."""
+def run_rule(name, input, output, params, wildcards, threads, log):
+    """The body of every run: rule, given the rule's name. Calls the step of that name in
+    datspect/workflow/steps.py with the named input, output, params and wildcards as its
+    arguments (and the threads and log if the step takes them), in the warm local pool
+    (datspect/workflow/jobpool.py) or, in a job process of its own (a cluster job), directly.
+    """
     jobpool.run(
-        step,
-        kwargs,
-        str(log),
+        name,
+        jobpool.step_arguments(input, output, params, wildcards),
+        str(log[0]),
+        threads=threads,
         in_pool=workflow.is_main_process,
         workers=max(1, workflow.cores or 1),
     )
 
 
-def rule_step(step, log, wildcards, input, output, params, **extra):
-    """Run a step whose arguments are the rule's named inputs, outputs, params and wildcards."""
-    kwargs = {}
-    for named in (input, output, params, wildcards):
-        for key, value in named.items():
-            kwargs[key] = list(value) if isinstance(value, list) else value
-    run_step(step, log[0], **kwargs, **extra)
-
-
-def code_version(step, *modules):
-    """Hash of a step's code: a parameter of cached rules (see datspect/workflow/provenance.py)."""
-    return provenance.step_hash(step, "datspect.io.imageio", *modules)
-
-
-def feature_step(step, wildcards, input, output, params, log):
-    """Run a step that turns one subject's normalized images into one feature file."""
-    run_step(
-        step,
-        log[0],
-        images=dict(input.items()),
-        cohort=wildcards.cohort,
-        subject_id=wildcards.subject,
-        out=output[0],
-        **dict(params.items()),
-    )
+def code_version(rule, *modules):
+    """Hash of a run: rule's step and the modules doing its work: the `code` parameter of
+    cached rules (see datspect/workflow/provenance.py)."""
+    return provenance.step_hash(rule, "datspect.io.imageio", *modules)
 
 
 def simulation_physics(cohort):

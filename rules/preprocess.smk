@@ -6,7 +6,7 @@ PRE = config["preprocess"]
 
 rule template:
     output:
-        "resources/template.nii.gz",
+        image="resources/template.nii.gz",
     log:
         "logs/template/template.log",
     cache: True
@@ -19,24 +19,16 @@ rule template:
         fwhm_mm=PRE["template_fwhm_mm"],
         striatal_sbr=PRE["template_striatal_sbr"],
         scalp_uptake=PRE["template_scalp_uptake"],
-        code=code_version("template_image", "datspect.space.template"),
+        code=code_version("template", "datspect.space.template"),
     run:
-        run_step(
-            "template_image",
-            log[0],
-            path=params.path,
-            fwhm_mm=params.fwhm_mm,
-            striatal_sbr=params.striatal_sbr,
-            scalp_uptake=params.scalp_uptake,
-            out=output[0],
-        )
+        run_rule(rule, input, output, params, wildcards, threads, log)
 
 
 rule smooth:
     input:
-        native_image,
+        original=native_image,
     output:
-        "preprocessed/{cohort}/{subject}/smoothed_native.nii.gz",
+        smoothed="preprocessed/{cohort}/{subject}/smoothed_native.nii.gz",
     log:
         "logs/smooth/{cohort}/{subject}.log",
     cache: True
@@ -49,19 +41,17 @@ rule smooth:
         fwhm_mm=PRE["smooth_fwhm_mm"],
         code=code_version("smooth", "datspect.preprocess.smooth"),
     run:
-        run_step(
-            "smooth", log[0], image=input[0], fwhm_mm=params.fwhm_mm, out=output[0]
-        )
+        run_rule(rule, input, output, params, wildcards, threads, log)
 
 
 rule normalize:
     input:
         original=native_image,
-        smoothed=rules.smooth.output[0],
-        template=rules.template.output[0],
+        smoothed=rules.smooth.output.smoothed,
+        template=rules.template.output.image,
     output:
-        original="preprocessed/{cohort}/{subject}/original_mni.nii.gz",
-        smoothed="preprocessed/{cohort}/{subject}/smoothed_mni.nii.gz",
+        original_mni="preprocessed/{cohort}/{subject}/original_mni.nii.gz",
+        smoothed_mni="preprocessed/{cohort}/{subject}/smoothed_mni.nii.gz",
         transform="preprocessed/{cohort}/{subject}/native_from_mni.txt",
         qc="preprocessed/{cohort}/{subject}/qc.json",
     log:
@@ -78,21 +68,7 @@ rule normalize:
         seed=lambda w: derive_seed(SEED, "normalize", w.cohort, w.subject),
         code=code_version("normalize", "datspect.preprocess.register"),
     run:
-        run_step(
-            "normalize",
-            log[0],
-            original=input.original,
-            smoothed=input.smoothed,
-            template=input.template,
-            registration=params.registration,
-            min_correlation=params.min_correlation,
-            seed=params.seed,
-            threads=threads,
-            out_original=output.original,
-            out_smoothed=output.smoothed,
-            out_transform=output.transform,
-            out_qc=output.qc,
-        )
+        run_rule(rule, input, output, params, wildcards, threads, log)
 
 
 rule normalization_qc:

@@ -6,7 +6,9 @@
 rule robustness_features:
     input:
         sheet=f"data/{DEV}/cohort.tsv",
-        images=per_subject("preprocessed/{cohort}/{subject}/original_mni.nii.gz", DEV),
+        images=lambda w: per_subject(
+            "preprocessed/{cohort}/{subject}/original_mni.nii.gz", DEV
+        ),
     output:
         sbr="results/robustness/fwhm-{fwhm}/sbr.tsv",
         cnn_inputs="results/robustness/fwhm-{fwhm}/cnn_inputs.npz",
@@ -21,7 +23,7 @@ rule robustness_features:
         runtime=30,
     params:
         cohort=DEV,
-        subjects=subjects(DEV),
+        subjects=lambda w: subjects(DEV),
         fwhm_mm=lambda w: float(w.fwhm),
         sbr=config["sbr"],
         cnn={

@@ -8,7 +8,7 @@ rule sbr_aal:
     input:
         unpack(mni_images),
     output:
-        "features/{cohort}/{subject}/sbr_aal.tsv",
+        table="features/{cohort}/{subject}/sbr_aal.tsv",
     log:
         "logs/sbr_aal/{cohort}/{subject}.log",
     priority: 4
@@ -17,18 +17,17 @@ rule sbr_aal:
         mem_mb=800,
         runtime=2,
     params:
-        reference=SBR["reference"],
-        combine=SBR["combine"],
+        sbr=sbr_arguments(SBR, "sbr_aal"),
         n_slices=slab_only(config["slab"]["n_slices"]),
     run:
-        feature_step("sbr_aal", wildcards, input, output, params, log)
+        run_rule(rule, input, output, params, wildcards, threads, log)
 
 
 rule sbr_hv:
     input:
         unpack(mni_images),
     output:
-        "features/{cohort}/{subject}/sbr_hv.tsv",
+        table="features/{cohort}/{subject}/sbr_hv.tsv",
     log:
         "logs/sbr_hv/{cohort}/{subject}.log",
     priority: 4
@@ -37,15 +36,11 @@ rule sbr_hv:
         mem_mb=800,
         runtime=2,
     params:
-        reference=SBR["reference"],
-        combine=SBR["combine"],
-        volume_ml=volume_only(SBR["hv_volume_ml"]),
-        area_mm2=slab_only(SBR["hv_slab_area_mm2"]),
+        # volumes use hv_volume_ml, slabs hv_slab_area_mm2: a change reruns only those
+        sbr=lambda w: sbr_arguments(SBR, "sbr_hv", slab=is_slab_cohort(w.cohort)),
         n_slices=slab_only(config["slab"]["n_slices"]),
-        margin_mm=SBR["hv_margin_mm"],
-        exclude_caudate=SBR["hv_exclude_caudate"],
     run:
-        feature_step("sbr_hv", wildcards, input, output, params, log)
+        run_rule(rule, input, output, params, wildcards, threads, log)
 
 
 rule sbr_method_table:
@@ -126,4 +121,4 @@ rule fit_sbr_cutoff:
             c for c, s in config["cohorts"].items() if s["role"] == "independent"
         ],
     run:
-        rule_step("fit_sbr_cutoff", log, wildcards, input, output, params)
+        run_rule(rule, input, output, params, wildcards, threads, log)

@@ -4,7 +4,7 @@
 
 rule prepare_slab:
     input:
-        lambda w: COHORTS[w.cohort][w.subject]["image"],
+        source=lambda w: COHORTS[w.cohort][w.subject]["image"],
     output:
         original="preprocessed/{cohort}/{subject}/original_slab.nii.gz",
         smoothed="preprocessed/{cohort}/{subject}/smoothed_slab.nii.gz",
@@ -19,15 +19,7 @@ rule prepare_slab:
         fwhm_mm=config["preprocess"]["smooth_fwhm_mm"],
         n_slices=config["slab"]["n_slices"],
     run:
-        run_step(
-            "prepare_slab",
-            log[0],
-            source=input[0],
-            fwhm_mm=params.fwhm_mm,
-            n_slices=params.n_slices,
-            out_original=output.original,
-            out_smoothed=output.smoothed,
-        )
+        run_rule(rule, input, output, params, wildcards, threads, log)
 
 
 rule slab_groups:

@@ -223,7 +223,11 @@ def image_case(write):
     def make(folder: Path):
         scan = write(folder)
         out = folder / "out" / "ingested.nii.gz"
-        return (lambda: steps.ingest(str(scan), str(out))), [str(scan)]
+
+        def check():  # the ingest_scan rule's step, its arguments as the rule names them
+            steps.ingest_scan(source=str(scan), image=str(out), cohort="mine", subject="s01")
+
+        return check, [str(scan)]
 
     return make
 

@@ -226,7 +226,7 @@ def test_bad_inputs_raise_input_error(tmp_path):
         load_checkpoint(tmp_path / "nothing.pt")
 
 
-def test_split_parts_refuses_a_subject_in_two_parts():
+def test_split_parts_checks_the_split_against_the_sheet():
     import pandas as pd
 
     from datspect.cnn.experiment import split_parts
@@ -234,7 +234,13 @@ def test_split_parts_refuses_a_subject_in_two_parts():
     splits = pd.DataFrame(
         {"split": 0, "subject_id": ["a", "b", "c", "a"], "part": ["train", "val", "test", "test"]}
     )
-    with pytest.raises(InputError, match="subjects in both train and test: leakage"):
-        split_parts(splits, 0)
-    parts = split_parts(splits.iloc[:3], 0)
+    sheet = pd.DataFrame({"subject_id": ["a", "b", "c"], "image": ["a.nii", "b.nii", "c.nii"]})
+    with pytest.raises(InputError, match="subject 'a' appears more than once in split 0"):
+        split_parts(splits, 0, sheet)
+    parts = split_parts(splits.iloc[:3], 0, sheet)
     assert parts == {"train": {"a"}, "val": {"b"}, "test": {"c"}}
+    grouped = sheet.assign(group=["g", "g", "c"])  # a and b: one person, two parts
+    with pytest.raises(InputError, match="group 'g' is spread over several parts"):
+        split_parts(splits.iloc[:3], 0, grouped)
+    with pytest.raises(InputError, match="lacks 1 subject"):
+        split_parts(splits.iloc[1:3], 0, sheet)

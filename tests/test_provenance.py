@@ -11,7 +11,7 @@ from datspect.workflow import provenance, steps
 
 def test_step_hash_reads_each_step_function_without_importing_steps():
     # the parsed source is exactly what inspect sees in the imported module
-    for name in ("simulate", "smooth", "normalize"):
+    for name in ("simulate_subject", "smooth", "normalize"):
         assert provenance._step_sources()[name] == inspect.getsource(getattr(steps, name)).strip()
     assert provenance.step_hash("smooth", "datspect.preprocess.smooth") != provenance.step_hash(
         "normalize", "datspect.preprocess.smooth"

@@ -7,7 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import REPO, snakemake
+from conftest import REPO, job_counts, snakemake
 from PIL import Image
 from scipy import ndimage
 
@@ -98,7 +98,15 @@ def test_group_slabs_quarantines_conflicts_and_pairs_siblings(slab_folder):
 
 def test_prepared_slab_round_trips_on_the_mni_grid(slab_folder, tmp_path):
     png = slab_folder / "PD" / "case3.png"
-    steps.prepare_slab(png, 18.0, 5, tmp_path / "o.nii.gz", tmp_path / "s.nii.gz")
+    steps.prepare_slab(
+        source=png,
+        original=tmp_path / "o.nii.gz",
+        smoothed=tmp_path / "s.nii.gz",
+        fwhm_mm=18.0,
+        n_slices=5,
+        cohort="toy",
+        subject="PD-case3",
+    )
     stored = nib.load(tmp_path / "o.nii.gz")
     assert stored.shape == (91, 109, 1)
     centre = stored.affine @ [45, 63, 0, 1]
@@ -140,6 +148,30 @@ cnn:
     assert set(per_split["method"]) == {"sbr_aal", "sbr_hv", "cnn"}
     leak = read_tsv(workdir / "results/qc/leakage.tsv")
     assert set(leak["scheme"]) == {"grouped", "ungrouped"}
+
+
+def test_a_cluster_job_reads_only_the_images_it_needs(tmp_path):
+    """A cluster job re-parses the Snakefile (``--mode remote``): a per-image job resolves its
+    input without hashing every PNG, a job over the cohort gets the main process's subjects."""
+    folder = write_slab_folder(tmp_path / "slabs")
+    config = tmp_path / "slabs.yaml"
+    config.write_text(
+        f"cohorts:\n  toy:\n    role: development\n    source: slabs\n"
+        f'    slabs: {{folder: "{folder}"}}\nsplits: {{n_splits: 2}}\n'
+    )
+
+    def plan(*args, check=True):
+        return snakemake("--dry-run", *args, workdir=tmp_path / "run", configfiles=[config],
+                         check=check)  # fmt: skip
+
+    bundle = plan("--mode", "remote", "--target-jobs", "cnn_input_bundle:cohort=toy")
+    assert job_counts(bundle.stdout)["cnn_input"] == 47  # 49 images, 2 quarantined
+    (folder / "PD" / "case5.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    main = plan(check=False)  # the main process still reads every PNG before any job
+    assert main.returncode != 0 and "case5.png: not a readable PNG" in main.stdout + main.stderr
+    one = plan("--mode", "remote", "--target-jobs", "prepare_slab:cohort=toy,subject=HC-case1",
+               "--allowed-rules", "prepare_slab", "--force")  # fmt: skip
+    assert job_counts(one.stdout) == {"prepare_slab": 1, "total": 1}
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason=f"real PPMI slabs not present at {REAL}")

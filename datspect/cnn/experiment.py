@@ -11,8 +11,7 @@ import pandas as pd
 from datspect.cnn.checkpoint import save_checkpoint
 from datspect.cnn.data import make_input_spec
 from datspect.cnn.train import predict, train_model
-from datspect.errors import InputError
-from datspect.evaluation.splits import PARTS
+from datspect.evaluation.splits import PARTS, check_no_leakage
 from datspect.vocabulary import IMAGES_OF_SETTING, INDEPENDENT_IMAGES
 
 
@@ -35,15 +34,14 @@ def _rows(sheet: pd.DataFrame, subjects, image_settings, inputs) -> list[dict]:
     return rows
 
 
-def split_parts(splits: pd.DataFrame, split: int) -> dict[str, set[str]]:
-    """Subjects per part of one split; raises if a subject is in two parts (leakage)."""
+def split_parts(splits: pd.DataFrame, split: int, sheet: pd.DataFrame) -> dict[str, set[str]]:
+    """Subjects per part of one split, checked against the development ``sheet`` first
+    (:func:`~datspect.evaluation.splits.check_no_leakage`: each scan's subject once, groups in
+    one part)."""
     this = splits[splits["split"] == split]
-    parts = {p: set(this.loc[this["part"] == p, "subject_id"]) for p in PARTS}
-    for i, a in enumerate(PARTS):
-        for b in PARTS[i + 1 :]:
-            if parts[a] & parts[b]:
-                raise InputError(f"split {split}: subjects in both {a} and {b}: leakage")
-    return parts
+    columns = ["image", "subject_id"] + (["group"] if "group" in sheet else [])
+    check_no_leakage(this, sheet[columns].rename(columns={"image": "image_id"}))
+    return {p: set(this.loc[this["part"] == p, "subject_id"]) for p in PARTS}
 
 
 def run(
@@ -67,7 +65,7 @@ def run(
 
     Returns the predictions table, the per-epoch history and the selected epoch's summary.
     """
-    parts = split_parts(splits, split)
+    parts = split_parts(splits, split, dev_sheet)
     images = IMAGES_OF_SETTING[setting]
     data = {p: _rows(dev_sheet, parts[p], images, inputs) for p in PARTS}
     items = {p: [(r["array"], r["label"]) for r in data[p]] for p in PARTS}

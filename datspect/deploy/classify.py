@@ -31,6 +31,7 @@ import pandas as pd
 from datspect.deploy import export
 from datspect.errors import InputError
 from datspect.features import sbr, slab
+from datspect.features.sbr_config import sbr_arguments
 from datspect.io import imageio
 from datspect.io.tsv import write_tsv
 from datspect.preprocess import register
@@ -117,16 +118,8 @@ def _sbr_fields(model: export.ExportedModel, method: str, values: dict) -> dict:
 def measure_sbr(model: export.ExportedModel, volume: np.ndarray, name: str) -> dict:
     """AAL and HV putamen SBRs with the workflow's parameters, and their calls."""
     cfg = model.config["sbr"]
-    aal = sbr.aal_sbr(volume, reference=cfg["reference"], combine=cfg["combine"], name=name)
-    hv = sbr.hv_sbr(
-        volume,
-        volume_ml=cfg["hv_volume_ml"],
-        margin_mm=cfg["hv_margin_mm"],
-        exclude_caudate=cfg["hv_exclude_caudate"],
-        reference=cfg["reference"],
-        combine=cfg["combine"],
-        name=name,
-    )
+    aal = sbr.aal_sbr(volume, **sbr_arguments(cfg, "sbr_aal"), name=name)
+    hv = sbr.hv_sbr(volume, **sbr_arguments(cfg, "sbr_hv"), name=name)
     return _sbr_fields(model, "sbr_aal", aal) | _sbr_fields(model, "sbr_hv", hv)
 
 

@@ -34,6 +34,7 @@ import pandas as pd
 from datspect.errors import InputError
 from datspect.evaluation import cutoff, metrics
 from datspect.features import sbr, slab
+from datspect.features.sbr_config import sbr_arguments
 from datspect.io.imageio import atomic_output
 from datspect.preprocess.smooth import smooth_fwhm
 from datspect.vocabulary import SBR_COLUMN
@@ -83,7 +84,7 @@ def level_features(
     fwhm_mm : float
         Extra FWHM in mm, >= 0.
     sbr_params : mapping
-        ``reference, combine, hv_volume_ml, hv_margin_mm, hv_exclude_caudate`` (config ``sbr``).
+        The config's ``sbr`` section (:func:`datspect.features.sbr_config.sbr_arguments`).
     cnn_params : mapping
         ``input, n_slices, box_margin_mm`` (config ``cnn.input`` and ``slab``).
     log : callable
@@ -104,20 +105,14 @@ def level_features(
             "cohort_sheet rule"
         )
     reference = sbr_params["reference"]
+    aal_arguments = sbr_arguments(sbr_params, "sbr_aal")
+    hv_arguments = sbr_arguments(sbr_params, "sbr_hv")
     rows, inputs = [], {}
     for k, (subject, path) in enumerate(sorted(images.items())):
         volume = smoothed_mni(nib.load(path), fwhm_mm)
         name = f"{path} + {fwhm_mm:g} mm"
-        aal = sbr.aal_sbr(volume, reference=reference, combine=sbr_params["combine"], name=name)
-        hv = sbr.hv_sbr(
-            volume,
-            volume_ml=sbr_params["hv_volume_ml"],
-            margin_mm=sbr_params["hv_margin_mm"],
-            exclude_caudate=sbr_params["hv_exclude_caudate"],
-            reference=reference,
-            combine=sbr_params["combine"],
-            name=name,
-        )
+        aal = sbr.aal_sbr(volume, **aal_arguments, name=name)
+        hv = sbr.hv_sbr(volume, **hv_arguments, name=name)
         rows.append(
             {
                 "cohort": cohort,

@@ -183,7 +183,7 @@ def check_no_leakage(splits: pd.DataFrame, images: pd.DataFrame) -> None:
         row = dup.iloc[0]
         raise InputError(
             f"splits: subject {row['subject_id']!r} appears more than once in split "
-            f"{row['split']!r} (leakage); regenerate the splits"
+            f"{row['split']} (leakage); regenerate the splits"
         )
     dup_img = images["image_id"][images["image_id"].duplicated()]
     if len(dup_img):
@@ -194,7 +194,7 @@ def check_no_leakage(splits: pd.DataFrame, images: pd.DataFrame) -> None:
         missing = merged.loc[merged["part"].isna(), "subject_id"].unique()
         if len(missing):
             raise InputError(
-                f"splits: split {split!r} lacks {len(missing)} subject(s) of the images, e.g. "
+                f"splits: split {split} lacks {len(missing)} subject(s) of the images, e.g. "
                 f"{list(missing[:3])}; regenerate the splits for this cohort"
             )
         if "group" in cols:
@@ -203,7 +203,7 @@ def check_no_leakage(splits: pd.DataFrame, images: pd.DataFrame) -> None:
             if len(spread):
                 raise InputError(
                     f"splits: group {spread.index[0]!r} is spread over several parts in split "
-                    f"{split!r} (leakage); make the splits with this group column"
+                    f"{split} (leakage); make the splits with this group column"
                 )
 
 

@@ -7,7 +7,9 @@ per-image rules therefore use ``run:`` (executed in threads of the Snakemake pro
 ``force-use-threads`` in ``profiles/default``) and hand the work to this pool, whose processes
 import the libraries once.  On a cluster each job runs in its own process and the step is called
 directly.  Threads of the Snakemake process cannot do the work themselves: SimpleITK and
-scipy.ndimage hold the GIL.
+scipy.ndimage hold the GIL.  Without ``force-use-threads`` (another workflow profile, or
+``--workflow-profile none``) a local run still works, each ``run:`` job in a Python process of
+its own, but slower: :func:`without_threads_warning` says so when the run starts.
 
 This module imports nothing heavy so that the thread limits below apply before numpy loads.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import importlib
+import inspect
 import multiprocessing
 import os
 import threading
@@ -23,6 +26,13 @@ import time
 import traceback
 
 from datspect.errors import InputError
+
+#: Where the steps live; a bench or a test may run its own module's functions instead.
+STEPS = "datspect.workflow.steps"
+#: Params that key provenance (``code_version`` in rules/common.smk), not a step's arguments.
+PROVENANCE_PARAMS = ("code",)
+#: What a job has besides its named files, params and wildcards; given to steps that take it.
+EXTRAS = ("threads", "log")
 
 _LOCK = threading.Lock()
 _POOL: concurrent.futures.ProcessPoolExecutor | None = None
@@ -38,7 +48,7 @@ def _init_worker(parent: int) -> None:
     for var in _THREAD_VARS:
         os.environ[var] = "1"
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    importlib.import_module("datspect.workflow.steps")
+    importlib.import_module(STEPS)
 
 
 def _exit_with_parent(parent: int, interval: float = 0.2) -> None:
@@ -67,8 +77,37 @@ def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
         return _POOL
 
 
-def call_step(step: str, kwargs: dict, log: str) -> str:
-    """Call ``steps.<step>(**kwargs)``; write timing and result (or traceback) to the log.
+def step_arguments(input, output, params, wildcards) -> dict:
+    """A ``run:`` job's step arguments: the named entries of its rule's input, output, params
+    and wildcards (Snakemake's named lists; lists of files as plain lists).
+
+    The names are the step's parameter names, so they must be unique across the four and
+    differ from :data:`EXTRAS`; :data:`PROVENANCE_PARAMS` are left out.
+    """
+    kwargs: dict = {}
+    for kind, named in (("input", input), ("output", output), ("params", params)):
+        for name, value in named.items():
+            if kind == "params" and name in PROVENANCE_PARAMS:
+                continue
+            _add_argument(kwargs, kind, name, list(value) if isinstance(value, list) else value)
+    for name, value in wildcards.items():
+        _add_argument(kwargs, "wildcards", name, value)
+    return kwargs
+
+
+def _add_argument(kwargs: dict, kind: str, name: str, value) -> None:
+    if name in kwargs or name in EXTRAS:
+        raise ValueError(
+            f"{kind} {name!r}: a rule's named input, output, params and wildcards are the "
+            f"arguments of its step, so each name may occur once and not be one of {EXTRAS}; "
+            "rename one of them in the rule and in datspect/workflow/steps.py"
+        )
+    kwargs[name] = value
+
+
+def call_step(step: str, kwargs: dict, log: str, *, threads: int = 1, module: str = STEPS) -> str:
+    """Call ``<module>.<step>(**kwargs)``, adding ``threads`` and ``log`` (the job's log file)
+    if the step takes them; write timing and result (or traceback) to the log.
 
     The log is emptied first and the outcome appended, so that a long step can write its
     progress there as it goes (``train_cnn``) and keep it when it fails.
@@ -76,8 +115,10 @@ def call_step(step: str, kwargs: dict, log: str) -> str:
     _write_log(log, "", mode="w")
     start = time.perf_counter()
     try:
-        fn = getattr(importlib.import_module("datspect.workflow.steps"), step)
-        summary = fn(**kwargs)
+        fn = getattr(importlib.import_module(module), step)
+        wanted = inspect.signature(fn).parameters
+        extras = {k: v for k, v in zip(EXTRAS, (threads, log), strict=True) if k in wanted}
+        summary = fn(**kwargs, **extras)
     except InputError as err:  # the user's input: the message says it all, no traceback
         _write_log(log, f"step {step} failed after {time.perf_counter() - start:.2f} s\n{err}\n")
         raise
@@ -99,13 +140,22 @@ def _write_log(path: str, text: str, mode: str = "a") -> None:
             handle.write(text)
 
 
-def run(step: str, kwargs: dict, log: str, *, in_pool: bool, workers: int) -> None:
-    """Run a step in the warm pool (``in_pool``) or in this process."""
+def run(
+    step: str,
+    kwargs: dict,
+    log: str,
+    *,
+    in_pool: bool,
+    workers: int,
+    threads: int = 1,
+    module: str = STEPS,
+) -> None:
+    """Run a step (:func:`call_step`) in the warm pool (``in_pool``) or in this process."""
     global _POOL
     if not in_pool:
-        call_step(step, kwargs, log)
+        call_step(step, kwargs, log, threads=threads, module=module)
         return
-    future = _pool(workers).submit(call_step, step, kwargs, log)
+    future = _pool(workers).submit(call_step, step, kwargs, log, threads=threads, module=module)
     try:
         future.result()
     except concurrent.futures.process.BrokenProcessPool:
@@ -113,3 +163,20 @@ def run(step: str, kwargs: dict, log: str, *, in_pool: bool, workers: int) -> No
         with _LOCK:
             _POOL = None
         raise
+
+
+def without_threads_warning(use_threads: bool) -> str | None:
+    """The one-line warning for a run whose ``run:`` jobs cannot reach the pool, else None.
+
+    ``use_threads`` is Snakemake's ``workflow.use_threads``: true with ``force-use-threads``
+    and on a cluster (where the pool is not meant to be used), false when a local run starts
+    one Python process per ``run:`` job.
+    """
+    if use_threads:
+        return None
+    return (
+        "datspect: force-use-threads is off (profiles/default, the workflow profile, was not "
+        "read: --workflow-profile none or another one?), so every per-image job starts its own "
+        "Python (0.35-1.1 s each, bench/job_overhead.py) instead of using the warm worker pool; "
+        "drop that option or add --force-use-threads"
+    )

@@ -1,15 +1,19 @@
 """Jobs that run in the warm worker pool: the per-image steps, and the per-split fits whose
 start-up (imports of scikit-learn, torch) would otherwise cost more than their work.
 
-Each function takes plain paths and parameters (what a Snakemake rule has), writes its outputs
-atomically and returns a text summary for the job's log.  They run in the warm worker pool
-locally and in the job's own process on a cluster (:mod:`datspect.workflow.jobpool`).
+Each function is the step of the ``run:`` rule of the same name: its arguments are named exactly
+like the rule's named input, output, params and wildcards (``run_rule`` in rules/common.smk
+passes them all; a ``code`` param keys provenance only), plus ``threads`` and ``log`` (the
+rule's log file) for the steps that take them.  Each takes plain paths and values, writes its
+outputs atomically and returns a text summary for the job's log.  They run in the warm worker
+pool locally and in the job's own process on a cluster (:mod:`datspect.workflow.jobpool`).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -18,7 +22,8 @@ from nibabel.affines import voxel_sizes
 
 from datspect.cohorts import simulate as simulator
 from datspect.cohorts import slab_folder
-from datspect.features import sbr, slab
+from datspect.features import sbr as sbr_measures
+from datspect.features import slab
 from datspect.io import imageio
 from datspect.io.tsv import read_tsv, write_tsv
 from datspect.preprocess import register
@@ -31,51 +36,48 @@ def _write_json(path, data) -> None:
     imageio.atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
-def touch(path) -> str:
-    """A no-op step that writes an empty file (bench/job_overhead.py measures the pool with it)."""
-    imageio.atomic_write_text(path, "")
-    return path
+def simulate_subject(image, truth, label, simulate, physics, seed, cohort, subject) -> str:
+    """One subject of a simulated cohort (``simulate``: the cohort's config section)."""
+    img, facts = simulator.simulate_subject(subject, int(label), simulate, physics, int(seed))
+    imageio.save_nifti(img, image, dtype=img.get_data_dtype())
+    _write_json(truth, facts)
+    return f"{cohort}/{subject}: label {label}, pattern {facts['pattern']}, shape {img.shape}"
 
 
-def simulate(subject_id, label, cohort, physics, seed, image_out, truth_out) -> str:
-    img, truth = simulator.simulate_subject(subject_id, int(label), cohort, physics, int(seed))
-    imageio.save_nifti(img, image_out, dtype=img.get_data_dtype())
-    _write_json(truth_out, truth)
-    return f"{subject_id}: label {label}, pattern {truth['pattern']}, shape {img.shape}"
-
-
-def ingest(source, out) -> str:
+def ingest_scan(source, image, cohort, subject) -> str:
     """Validate a user scan (NIfTI or DICOM) and store it as NIfTI."""
     img = imageio.load_scan(source)
-    imageio.save_nifti(img, out)
-    zooms = voxel_sizes(img.affine)
-    return f"{source}: shape {img.shape}, voxel {np.round(zooms, 2).tolist()} mm"
+    imageio.save_nifti(img, image)
+    zooms = np.round(voxel_sizes(img.affine), 2).tolist()
+    return f"{cohort}/{subject} from {source}: shape {img.shape}, voxel {zooms} mm"
 
 
-def template_image(path, fwhm_mm, striatal_sbr, scalp_uptake, out) -> str:
+def template(image, path, fwhm_mm, striatal_sbr, scalp_uptake) -> str:
     img = load_template(path, fwhm_mm=fwhm_mm, striatal_sbr=striatal_sbr, scalp_uptake=scalp_uptake)
-    imageio.save_nifti(img, out)
+    imageio.save_nifti(img, image)
     return f"template from {path or 'anatomy'}"
 
 
-def smooth(image, fwhm_mm, out) -> str:
-    img = smooth_fwhm(imageio.load_scan(image), float(fwhm_mm))
-    imageio.save_nifti(img, out)
-    return f"smoothed with FWHM {fwhm_mm} mm"
+def smooth(original, smoothed, fwhm_mm, cohort, subject) -> str:
+    img = smooth_fwhm(imageio.load_scan(original), float(fwhm_mm))
+    imageio.save_nifti(img, smoothed)
+    return f"{cohort}/{subject}: smoothed with FWHM {fwhm_mm} mm"
 
 
 def normalize(
     original,
     smoothed,
     template,
+    original_mni,
+    smoothed_mni,
+    transform,
+    qc,
     registration,
     min_correlation,
     seed,
+    cohort,
+    subject,
     threads,
-    out_original,
-    out_smoothed,
-    out_transform,
-    out_qc,
 ) -> str:
     """Estimate the transform on the original scan; apply it to both images; QC both."""
     tmpl = nib.load(template)
@@ -83,10 +85,10 @@ def normalize(
     native_from_mni = register.estimate_from_config(
         orig, tmpl, registration, seed=seed, threads=threads
     )
-    qc = {}
+    checks = {}
     for setting, source, out in (
-        ("original", orig, out_original),
-        ("smoothed", imageio.load_scan(smoothed), out_smoothed),
+        ("original", orig, original_mni),
+        ("smoothed", imageio.load_scan(smoothed), smoothed_mni),
     ):
         mni = register.resample_to_mni(source, native_from_mni)
         imageio.save_nifti(mni, out)
@@ -94,10 +96,10 @@ def normalize(
             mni, tmpl, min_correlation=min_correlation, native_from_mni=native_from_mni
         )
         check["striatum_dice"] = register.striatum_dice(mni)
-        qc[setting] = check
-    imageio.atomic_write_text(out_transform, _matrix_text(native_from_mni))
-    _write_json(out_qc, qc)
-    return json.dumps(qc)
+        checks[setting] = check
+    imageio.atomic_write_text(transform, _matrix_text(native_from_mni))
+    _write_json(qc, checks)
+    return f"{cohort}/{subject}: {json.dumps(checks)}"
 
 
 def _matrix_text(matrix) -> str:
@@ -116,7 +118,7 @@ def _load_grid(path) -> np.ndarray:
     return slab_grid.as_slab(arr) if slab_grid.is_slab(arr) else arr
 
 
-def prepare_slab(source, fwhm_mm: float, n_slices: int, out_original, out_smoothed) -> str:
+def prepare_slab(source, original, smoothed, fwhm_mm: float, n_slices: int, cohort, subject) -> str:
     """Store a PNG slab and its in-plane smoothed version (the 2D analogue of the 3D setting).
 
     The 2D Gaussian of ``fwhm_mm`` acts on the slab's plane only: smoothing the 3D volume
@@ -124,93 +126,74 @@ def prepare_slab(source, fwhm_mm: float, n_slices: int, out_original, out_smooth
     the putamen (lower striatal contrast). That information is not in a published slab.
     """
     pixels = slab_folder.read_slab_png(source)
-    smoothed = smooth_fwhm_2d(pixels, float(fwhm_mm), slab_grid.PIXEL_MM)
-    imageio.save_nifti(slab_grid.slab_to_nifti(pixels, n_slices), out_original)
-    imageio.save_nifti(slab_grid.slab_to_nifti(smoothed, n_slices), out_smoothed)
-    return f"{source}: slab max {pixels.max():g}, smoothed with FWHM {fwhm_mm} mm in-plane"
+    blurred = smooth_fwhm_2d(pixels, float(fwhm_mm), slab_grid.PIXEL_MM)
+    imageio.save_nifti(slab_grid.slab_to_nifti(pixels, n_slices), original)
+    imageio.save_nifti(slab_grid.slab_to_nifti(blurred, n_slices), smoothed)
+    return (
+        f"{cohort}/{subject} from {source}: slab max {pixels.max():g}, smoothed with FWHM "
+        f"{fwhm_mm} mm in-plane"
+    )
 
 
-def _sbr_rows(images, cohort, subject_id, measure, out) -> pd.DataFrame:
+def _sbr_rows(images, cohort, subject, measure, table) -> pd.DataFrame:
     """One row per image setting of ``measure(image, name)``'s regional SBRs (volume or slab)."""
-    rows = [
-        {
-            "cohort": cohort,
-            "subject_id": subject_id,
-            "image_setting": setting,
-            **measure(_load_grid(path), path),
-        }
-        for setting, path in sorted(images.items())
-    ]
-    table = pd.DataFrame(rows)
-    write_tsv(table, out)
-    return table
+    rows = pd.DataFrame(
+        [
+            {
+                "cohort": cohort,
+                "subject_id": subject,
+                "image_setting": setting,
+                **measure(_load_grid(path), path),
+            }
+            for setting, path in sorted(images.items())
+        ]
+    )
+    write_tsv(rows, table)
+    return rows
 
 
-def sbr_aal(images, cohort, subject_id, reference, combine, n_slices, out) -> str:
-    """AAL putamen SBR; ``n_slices`` (the slices a slab averages) is used for slabs only."""
+def sbr_aal(original, smoothed, table, sbr, n_slices, cohort, subject) -> str:
+    """AAL putamen SBR of both images; ``sbr``: :func:`datspect.features.sbr_config.sbr_arguments`,
+    ``n_slices`` (the slices a slab averages) is used for slabs only."""
 
     def measure(image, name):
         if image.ndim == 2:
-            return sbr.aal_sbr_slab(
-                image, n_slices=n_slices, reference=reference, combine=combine, name=name
-            )
-        return sbr.aal_sbr(image, reference=reference, combine=combine, name=name)
+            return sbr_measures.aal_sbr_slab(image, n_slices=n_slices, **sbr, name=name)
+        return sbr_measures.aal_sbr(image, **sbr, name=name)
 
-    table = _sbr_rows(images, cohort, subject_id, measure, out)
-    return f"putamen SBR {table['putamen'].round(3).tolist()}"
+    images = {"original": original, "smoothed": smoothed}
+    rows = _sbr_rows(images, cohort, subject, measure, table)
+    return f"{cohort}/{subject}: putamen SBR {rows['putamen'].round(3).tolist()}"
 
 
-def sbr_hv(
-    images,
-    cohort,
-    subject_id,
-    reference,
-    combine,
-    volume_ml,
-    area_mm2,
-    n_slices,
-    margin_mm,
-    exclude_caudate,
-    out,
+def sbr_hv(original, smoothed, table, sbr, n_slices, cohort, subject) -> str:
+    """Hottest-voxels SBR of both images; ``sbr`` as for :func:`sbr_aal` (``volume_ml`` for
+    volumes, ``area_mm2`` for slabs)."""
+
+    def measure(image, name):
+        if image.ndim == 2:
+            return sbr_measures.hv_sbr_slab(image, n_slices=n_slices, **sbr, name=name)
+        return sbr_measures.hv_sbr(image, **sbr, name=name)
+
+    images = {"original": original, "smoothed": smoothed}
+    rows = _sbr_rows(images, cohort, subject, measure, table)
+    return f"{cohort}/{subject}: HV putamen SBR {rows['hv_putamen'].round(3).tolist()}"
+
+
+def cnn_input(
+    original, smoothed, arrays, kind, n_slices, box_margin_mm, reference, cohort, subject
 ) -> str:
-    """Hottest-voxels SBR: ``volume_ml`` for volumes, ``area_mm2`` and ``n_slices`` for slabs."""
-
-    def measure(image, name):
-        if image.ndim == 2:
-            return sbr.hv_sbr_slab(
-                image,
-                area_mm2=area_mm2,
-                n_slices=n_slices,
-                margin_mm=margin_mm,
-                reference=reference,
-                combine=combine,
-                exclude_caudate=exclude_caudate,
-                name=name,
-            )
-        return sbr.hv_sbr(
-            image,
-            volume_ml=volume_ml,
-            margin_mm=margin_mm,
-            exclude_caudate=exclude_caudate,
-            reference=reference,
-            combine=combine,
-            name=name,
-        )
-
-    table = _sbr_rows(images, cohort, subject_id, measure, out)
-    return f"HV putamen SBR {table['hv_putamen'].round(3).tolist()}"
-
-
-def cnn_input(images, cohort, subject_id, kind, n_slices, box_margin_mm, reference, out) -> str:
     """The CNN inputs of one subject: a 2D slab or a 3D striatal box per image setting."""
-    arrays = {}
-    for setting, path in sorted(images.items()):
+    inputs = {}
+    for setting, path in (("original", original), ("smoothed", smoothed)):
         image = _load_grid(path)
         if image.ndim == 2:  # a slab cohort: scale by the slab's own reference mean
-            ref = sbr.slab_reference_mean(image, n_slices=n_slices, reference=reference, name=path)
-            arrays[setting] = (image / ref).astype(np.float32)
+            ref = sbr_measures.slab_reference_mean(
+                image, n_slices=n_slices, reference=reference, name=path
+            )
+            inputs[setting] = (image / ref).astype(np.float32)
         else:
-            arrays[setting] = slab.cnn_input(
+            inputs[setting] = slab.cnn_input(
                 image,
                 kind,
                 n_slices=n_slices,
@@ -218,10 +201,11 @@ def cnn_input(images, cohort, subject_id, kind, n_slices, box_margin_mm, referen
                 reference=reference,
                 name=path,
             )
-    with imageio.atomic_output(out) as tmp:
+    with imageio.atomic_output(arrays) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-    return f"{kind} inputs {sorted(arrays)} of shape {next(iter(arrays.values())).shape}"
+            np.savez(handle, **inputs)
+    shape = next(iter(inputs.values())).shape
+    return f"{cohort}/{subject}: {kind} inputs {sorted(inputs)} of shape {shape}"
 
 
 def fit_sbr_cutoff(
@@ -261,16 +245,20 @@ def train_cnn(
     setting,
     split,
     threads,
-    log_path,
+    log,
 ) -> str:
-    """Train, select and test one CNN (setting, split): checkpoint ``weights`` (with its
-    ``sidecar``), per-epoch ``history`` and test ``predictions``; progress goes to ``log_path``
-    as it happens."""
+    """Train, select and test one CNN (setting, split): checkpoint ``weights`` with its
+    ``sidecar``, per-epoch ``history`` and test ``predictions``; progress is appended to the
+    job's ``log`` as it happens."""
     from datspect.cnn import experiment  # torch: only workers that train import it
+    from datspect.cnn.checkpoint import sidecar_path
     from datspect.features.cnn_bundle import load_inputs
 
-    def log(line):
-        with open(log_path, "a", encoding="utf-8") as handle:
+    if Path(sidecar) != sidecar_path(weights):  # the checkpoint names its sidecar itself
+        raise ValueError(f"train_cnn: sidecar {sidecar} must be {sidecar_path(weights)}")
+
+    def progress(line):
+        with open(log, "a", encoding="utf-8") as handle:
             handle.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
     table, epochs, best = experiment.run(
@@ -287,7 +275,7 @@ def train_cnn(
         threads=threads,
         device=device,
         weights_out=weights,
-        log=log,
+        log=progress,
     )
     write_tsv(epochs, history)
     write_tsv(table, predictions)
