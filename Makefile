@@ -35,6 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check datspect scripts tests bench
 	$(BIN)/ruff format --check datspect scripts tests bench
 	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/lint-imports
 	$(BIN)/snakemake --lint --directory $(WORKDIR)
 
 clean:
