@@ -173,6 +173,12 @@ def test_checkpoint_round_trip_and_hash_check(tmp_path):
     )
     meta = json.loads(sidecar_path(weights).read_text())
     assert meta["input"]["shape"] == list(SLAB) and meta["n_parameters"] == count_parameters(model)
+    again = tmp_path / "again" / "model.pt"  # the same weights are the same file, wherever saved
+    save_checkpoint(
+        model, again, arch=SMALL, input_spec=spec, train_cfg=FAST, seed=0, metrics=best,
+        history=history,
+    )  # fmt: skip
+    assert again.read_bytes() == weights.read_bytes()
     assert meta["arch"]["channels"] == SMALL["channels"] and meta["seed"] == 0
     assert not list(tmp_path.glob("*.tmp"))
 

@@ -45,6 +45,11 @@ def _atomic_write(path: Path, write) -> None:
         write(tmp)
 
 
+def _save_state(state: dict, path: Path) -> None:
+    with open(path, "wb") as handle:
+        torch.save(state, handle)
+
+
 def save_checkpoint(
     model: torch.nn.Module,
     weights_path,
@@ -85,7 +90,9 @@ def save_checkpoint(
     """
     weights_path = Path(weights_path)
     state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
-    _atomic_write(weights_path, lambda tmp: torch.save(state, tmp))
+    # Saved through a file object: torch names the archive's folder after a path it is given
+    # (here a random temporary name), which would make equal weights unequal files.
+    _atomic_write(weights_path, lambda tmp: _save_state(state, tmp))
     meta = {
         "format_version": FORMAT_VERSION,
         "weights_file": weights_path.name,
