@@ -25,6 +25,7 @@ include: "rules/cnn.smk"
 include: "rules/evaluate.smk"
 include: "rules/robustness.smk"
 include: "rules/report.smk"
+include: "rules/realism.smk"
 include: "rules/export.smk"
 
 

@@ -236,6 +236,7 @@ def all_targets():
         expand("results/figures/qc_mosaic_{cohort}.png", cohort=VOLUME_COHORTS),
         ["results/qc/slab_groups.tsv"] if SLAB_FOLDERS else [],
         ["results/qc/leakage.tsv"] if is_slab_cohort(DEV) else [],
+        realism_targets(),
         robustness_targets(),
         expand("results/report/{table}.html", table=report_tables()),
         *export_targets(),
@@ -356,3 +357,49 @@ REPORT_TABLES = {
 
 def report_tables():
     return [t for t in REPORT_TABLES if t != "robustness" or robustness_enabled()]
+
+
+# The realism report (rules/realism.smk, README "Realism").
+REALISM_FOLDER = config["realism"]["reference_slabs"]
+
+
+def realism_skip_reason():
+    if REALISM_FOLDER is None:
+        return None
+    if is_slab_cohort(DEV):
+        return f"the development cohort '{DEV}' is itself a slab cohort"
+    if not os.path.isdir(REALISM_FOLDER):
+        return f"the folder {REALISM_FOLDER} does not exist"
+    return None
+
+
+REALISM_SKIPPED = realism_skip_reason()
+REALISM_ON = REALISM_FOLDER is not None and REALISM_SKIPPED is None
+if REALISM_SKIPPED and workflow.is_main_process:
+    from snakemake.logging import logger
+
+    logger.warning(
+        f"realism report skipped (realism.reference_slabs): {REALISM_SKIPPED}"
+    )
+
+
+# The keys of the sbr section that the slab SBRs use (datspect.features.sbr_config).
+REALISM_SBR_KEYS = (
+    "reference",
+    "combine",
+    "hv_margin_mm",
+    "hv_exclude_caudate",
+    "hv_slab_area_mm2",
+)
+
+
+def realism_targets():
+    return (
+        ["results/qc/realism.tsv", "results/figures/realism.png"] if REALISM_ON else []
+    )
+
+
+def realism_pngs(wildcards):
+    from datspect.cohorts import slab_folder
+
+    return list(slab_folder.list_slab_folder(REALISM_FOLDER, "realism")["image"])
