@@ -117,20 +117,35 @@ def test_figure(tmp_path):
 
 @pytest.mark.workflow
 def test_realism_rule(small_run, tmp_path):
-    """The rule on the finished small run, in a copy of what it reads; nothing else reruns."""
-    work = tmp_path / "run"
-    for sub in ("data/ppmi", "preprocessed/ppmi"):
-        shutil.copytree(small_run / sub, work / sub)
+    """The rule on the finished small run, planned alone (nothing else reruns), then run there;
+    its outputs are removed again so the shared run stays as other tests expect it."""
     folder = write_slab_folder(tmp_path / "slabs", n_subjects=4)
     extra = tmp_path / "realism.yaml"
     extra.write_text(f"realism:\n  reference_slabs: '{folder}'\n")
     configs = [REPO / "config.yaml", REPO / "tests" / "config.small.yaml", extra]
-    target = "results/qc/realism.tsv"
-    dry = snakemake("-n", target, workdir=small_run, configfiles=configs).stdout
+    targets = ["results/qc/realism.tsv", "results/figures/realism.png"]
+    dry = snakemake("-n", *targets, workdir=small_run, configfiles=configs).stdout
     assert job_counts(dry) == {"realism": 1, "total": 1}, dry
-    snakemake(
-        "--cores", "2", target, "--allowed-rules", "realism", workdir=work, configfiles=configs
-    )
-    out = read_tsv(work / target)
-    assert set(out["label"]) == {0, 1}
-    assert (work / "results/figures/realism.png").stat().st_size > 0
+    try:
+        snakemake("--cores", "2", *targets, workdir=small_run, configfiles=configs)
+        out = read_tsv(small_run / targets[0])
+        assert set(out["label"]) == {0, 1}
+        assert list(out.columns) == realism.COLUMNS
+        assert (small_run / targets[1]).stat().st_size > 0
+        log = (small_run / "logs/realism/realism.log").read_text()
+        assert "2 under both labels left out" in log
+    finally:
+        for target in targets:
+            (small_run / target).unlink(missing_ok=True)
+        shutil.rmtree(small_run / "logs" / "realism", ignore_errors=True)
+
+
+def test_absent_reference_folder_plans_nothing_and_says_so(tmp_path):
+    extra = tmp_path / "realism.yaml"
+    extra.write_text("realism:\n  reference_slabs: no-such-folder\n")
+    configs = [REPO / "config.yaml", REPO / "tests" / "config.small.yaml", extra]
+    proc = snakemake("-n", workdir=tmp_path / "run", configfiles=configs)
+    output = proc.stdout + proc.stderr
+    lines = [line for line in output.splitlines() if "realism report skipped" in line]
+    assert len(lines) == 1 and str(tmp_path / "no-such-folder") in lines[0]
+    assert "realism" not in job_counts(proc.stdout)
