@@ -383,23 +383,19 @@ if REALISM_SKIPPED and workflow.is_main_process:
     )
 
 
-# The keys of the sbr section that the slab SBRs use (datspect.features.sbr_config).
-REALISM_SBR_KEYS = (
-    "reference",
-    "combine",
-    "hv_margin_mm",
-    "hv_exclude_caudate",
-    "hv_slab_area_mm2",
-)
-
-
 def realism_targets():
     return (
         ["results/qc/realism.tsv", "results/figures/realism.png"] if REALISM_ON else []
     )
 
 
-def realism_pngs(wildcards):
+def _realism_pngs():
+    """The reference folder's PNGs, listed (and so checked) while planning."""
+    if not REALISM_ON:
+        return []
     from datspect.cohorts import slab_folder
 
     return list(slab_folder.list_slab_folder(REALISM_FOLDER, "realism")["image"])
+
+
+REALISM_PNGS = _realism_pngs()

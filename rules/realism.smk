@@ -11,7 +11,7 @@ if REALISM_ON:
             images=per_subject(
                 "preprocessed/{cohort}/{subject}/original_mni.nii.gz", DEV
             ),
-            pngs=realism_pngs,
+            pngs=REALISM_PNGS,
         output:
             table="results/qc/realism.tsv",
             figure=report(
@@ -30,7 +30,7 @@ if REALISM_ON:
             reference_slabs=REALISM_FOLDER,
             subjects=subjects(DEV),
             n_slices=config["slab"]["n_slices"],
-            sbr={k: config["sbr"][k] for k in REALISM_SBR_KEYS},
+            sbr=config["sbr"],
             seed=derive_seed(SEED, "realism"),
             dpi=150,
         script:
