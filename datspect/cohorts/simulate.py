@@ -8,13 +8,15 @@ One subject is simulated in five steps:
    remove binding (typical PD: asymmetric, posterior-first putamen loss, the caudate later).
    Normal scans of a cohort may be *borderline* (globally lower binding), reduced scans *atypical*
    (symmetric or caudate-dominant loss).
-2. *Activity* on the MNI 2 mm grid from anatomy (:mod:`datspect.cohorts.phantom`).
+2. *Activity* on the MNI 2 mm grid from anatomy (:mod:`datspect.cohorts.phantom`), warped by the
+   subject's own anatomy (:mod:`datspect.cohorts.deform`: shape, striatal size, ventricles).
 3. *Pose* (:func:`draw_pose`): a random head rotation, shift and size, giving the affine
    ``native_from_mni`` (MNI mm -> scanner mm).
 4. *Camera* (:func:`acquire`): the camera PSF (applied on the MNI grid, which is equivalent for a
    rotation-invariant Gaussian), sampling through the pose onto the camera's voxel grid, scatter
-   (a broad blurred copy), Poisson counts, a reconstruction post-filter and the camera's
-   intensity scale.
+   and the septal-penetration halo (broad blurred copies), Poisson noise with the spatial
+   correlation of a reconstruction (:func:`correlate_noise`), a reconstruction post-filter and
+   the camera's intensity scale.
 5. A NIfTI image with the camera's voxel size and orientation in RAS world mm.
 
 Every subject is deterministic: its random streams come from
@@ -33,7 +35,7 @@ import numpy as np
 from nibabel.processing import fwhm2sigma
 from scipy import ndimage
 
-from datspect.cohorts import phantom
+from datspect.cohorts import deform, phantom
 from datspect.cohorts.synthetic_subjects import check_seed, stable_hash
 from datspect.errors import InputError
 
@@ -48,18 +50,18 @@ TRUTH_REGIONS = ("putamen_l", "putamen_r", "caudate_l", "caudate_r")
 # --------------------------------------------------------------------------- seeds and design
 
 
+STREAMS = ("biology", "pose", "noise", "anatomy")
+
+
 def subject_streams(seed: int, subject_id: str) -> dict:
-    """Independent random generators of one subject: ``biology``, ``pose``, ``noise``.
+    """Independent random generators of one subject: ``biology``, ``pose``, ``noise``,
+    ``anatomy``.
 
     Separate streams keep e.g. the pose of a subject unchanged when a camera parameter changes.
     """
     ss = np.random.SeedSequence([check_seed(seed), stable_hash(str(subject_id))])
     return dict(
-        zip(
-            ("biology", "pose", "noise"),
-            (np.random.default_rng(s) for s in ss.spawn(3)),
-            strict=True,
-        )
+        zip(STREAMS, (np.random.default_rng(s) for s in ss.spawn(len(STREAMS))), strict=True)
     )
 
 
@@ -259,6 +261,23 @@ def broad_blur(x: np.ndarray, sigma_vox) -> np.ndarray:
     return _upsample2(coarse)[: x.shape[0], : x.shape[1], : x.shape[2]]
 
 
+def correlate_noise(noise: np.ndarray, sigma_vox) -> np.ndarray:
+    """Give white noise the spatial correlation of reconstructed SPECT, keeping its variance.
+
+    Iterative reconstruction correlates the noise of neighbouring voxels over about the
+    recovered resolution; a Gaussian of ``sigma_vox`` (0: none) stands in for that, scaled by
+    ``1 / sqrt(sum of squared kernel weights)`` so each voxel keeps its Poisson variance.
+    """
+    sigma_vox = np.broadcast_to(np.asarray(sigma_vox, dtype=float), (3,))
+    if not np.any(sigma_vox > 0):
+        return noise
+    impulse = np.zeros([2 * int(_TRUNCATE * s + 1) + 1 for s in sigma_vox])
+    impulse[tuple(n // 2 for n in impulse.shape)] = 1.0
+    kernel = ndimage.gaussian_filter(impulse, sigma_vox, mode="constant", truncate=_TRUNCATE)
+    gain = np.float32(1.0 / math.sqrt(float(np.sum(kernel**2))))
+    return ndimage.gaussian_filter(noise, sigma_vox, mode="constant", truncate=_TRUNCATE) * gain
+
+
 def acquire(
     act: np.ndarray,
     act_affine: np.ndarray,
@@ -313,7 +332,9 @@ def acquire(
         ]
     )
     ijk = (n_from_vox @ corners.T)[:3].T
-    tail = _TRUNCATE * _sigma(cam["postfilter_fwhm_mm"], vox) + _sigma(cam["scatter_fwhm_mm"], vox)
+    tail = _TRUNCATE * _sigma(cam["postfilter_fwhm_mm"], vox) + _sigma(
+        max(cam["scatter_fwhm_mm"], cam["penetration_fwhm_mm"]), vox
+    )
     lo = np.maximum(np.floor(ijk.min(axis=0) - tail), 0).astype(int)
     hi = np.minimum(np.ceil(ijk.max(axis=0) + tail), np.array(shape) - 1).astype(int)
     box = tuple(int(v) for v in hi - lo + 1)
@@ -326,11 +347,15 @@ def acquire(
     )
     primary = np.maximum(primary, 0.0, out=primary)
 
-    f = cam["scatter_fraction"]
+    # Broad components of the detected counts: Compton scatter and the septal-penetration halo
+    # of 123I's 529 keV photons (LEHR collimators), each a blurred copy of the primary image.
     expected = primary
-    if f > 0:
-        scatter = broad_blur(primary, _sigma(cam["scatter_fwhm_mm"], vox))
-        expected = (1.0 - f) * primary + f * scatter
+    broad = {"scatter": cam["scatter_fraction"], "penetration": cam["penetration_fraction"]}
+    if sum(broad.values()) > 0:
+        expected = (1.0 - sum(broad.values())) * primary
+        for name, fraction in broad.items():
+            if fraction > 0:
+                expected += fraction * broad_blur(primary, _sigma(cam[f"{name}_fwhm_mm"], vox))
 
     total = float(expected.sum())
     if total <= 0:
@@ -340,7 +365,11 @@ def acquire(
         )
     counts = cam["counts"] * _lognormal(rng, cam["counts_cv"]) if rng is not None else cam["counts"]
     expected *= np.float32(counts / total)
-    image = rng.poisson(expected).astype(np.float32) if rng is not None else expected
+    image = expected
+    if rng is not None:
+        noise = rng.poisson(expected).astype(np.float32) - expected
+        image = expected + correlate_noise(noise, _sigma(cam["noise_fwhm_mm"], vox))
+        image = np.maximum(image, 0.0, out=image)  # reconstructions are non-negative (OSEM)
     if cam["postfilter_fwhm_mm"] > 0:
         image = ndimage.gaussian_filter(
             image, _sigma(cam["postfilter_fwhm_mm"], vox), mode="constant", truncate=_TRUNCATE
@@ -356,10 +385,26 @@ def acquire(
 # --------------------------------------------------------------------------- one subject
 
 
+def max_resolution_mm(cam: dict) -> float:
+    """The widest system resolution :func:`draw_resolution` can give (nominal + 3 SD)."""
+    return cam["psf_fwhm_mm"] + _TRUNCATE * cam["psf_fwhm_sd_mm"]
+
+
+def draw_resolution(rng: np.random.Generator, cam: dict) -> float:
+    """This scan's system resolution (FWHM mm): the camera's nominal value plus a normal
+    between-scan spread (radius of rotation, collimator and camera model of a multi-site
+    cohort), kept within 3 SD and above half the nominal value."""
+    sd = cam["psf_fwhm_sd_mm"]
+    if sd <= 0:
+        return float(cam["psf_fwhm_mm"])
+    offset = float(np.clip(rng.standard_normal(), -_TRUNCATE, _TRUNCATE)) * sd
+    return round(max(cam["psf_fwhm_mm"] + offset, 0.5 * cam["psf_fwhm_mm"]), 6)
+
+
 def _geometry(physics: dict, cam: dict, scale_min: float):
     t = physics["tissue"]
     # Keep a blur margin of 3 PSF sigmas (MNI mm) around the head on the MNI grid (whole voxels).
-    margin = fwhm2sigma(_TRUNCATE * cam["psf_fwhm_mm"] / scale_min)
+    margin = fwhm2sigma(_TRUNCATE * max_resolution_mm(cam) / scale_min)
     return phantom.geometry(
         float(t["shell_gap_mm"]),
         float(t["shell_thickness_mm"]),
@@ -383,7 +428,7 @@ def simulate_subject(
         ``age_range``, ``male_fraction``, ``atypical_fraction``, ``borderline_fraction``.
     physics : dict
         Shared physics (the config's ``simulation``: ``tissue``, ``binding``, ``disease``,
-        ``pose``, ``cameras``).
+        ``anatomy``, ``pose``, ``cameras``).
     seed : int
         Global seed.
     noise : bool, optional
@@ -398,7 +443,9 @@ def simulate_subject(
     truth : dict
         JSON-serialisable ground truth: ``subject_id``, ``label``, ``age``, ``sex``,
         ``camera``, ``pattern``, ``severity``, ``affected_side``, ``sbr_true`` (putamen_l/_r,
-        caudate_l/_r), ``pose`` (rotation_deg, translation_mm, scale), ``native_from_mni``
+        caudate_l/_r), ``pose`` (rotation_deg, translation_mm, scale), ``deformation``
+        (:func:`datspect.cohorts.deform.draw_deformation`'s summary; null when off),
+        ``native_from_mni``
         (4x4 list, MNI mm -> scanner mm) and ``counts`` (expected total counts).
     """
     streams = subject_streams(seed, subject_id)
@@ -417,8 +464,17 @@ def simulate_subject(
         extracerebral=t["extracerebral"] * _lognormal(streams["biology"], t["extracerebral_cv"]),
     )
 
+    anatomy = physics["anatomy"]
+    deformation = None
+    if any(anatomy[k] > 0 for k in deform.SIZE_KEYS):
+        field, deformation = deform.draw_deformation(
+            streams["anatomy"], geo, anatomy, bio["age"], physics["binding"]["age_ref"]
+        )
+        act = deform.warp(act, field, geo.affine)
+
     pose = draw_pose(streams["pose"], physics["pose"], cam["head_offset_mm"])
     m = pose.pop("native_from_mni")
+    resolution = draw_resolution(streams["pose"], cam)  # drawn after the pose: it stays
     aff_n = native_affine(cam["shape"], cam["voxel_mm"], cam["orientation"])
     brain_vox = (np.linalg.inv(aff_n) @ m @ np.c_[geo.brain_corners_mm, np.ones(8)].T)[:3]
     if np.any(brain_vox < -0.5) or np.any(brain_vox.T > np.array(cam["shape"]) - 0.5):
@@ -432,7 +488,7 @@ def simulate_subject(
         geo.affine,
         m,
         pose["scale"],
-        cam,
+        {**cam, "psf_fwhm_mm": resolution},
         streams["noise"] if noise else None,
         camera_name,
     )
@@ -450,6 +506,8 @@ def simulate_subject(
         "camera": camera_name,
         **bio,
         "pose": pose,
+        "deformation": deformation,
+        "psf_fwhm_mm": resolution,
         "native_from_mni": [[round(float(v), 9) for v in row] for row in m],
         "counts": round(counts, 1),
     }
