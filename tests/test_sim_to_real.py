@@ -11,8 +11,10 @@ import pytest
 from conftest import REPO, SMALL, snakemake
 from test_slabs import write_slab_folder
 
+from datspect import schema
 from datspect.io.tsv import read_tsv
 from datspect.report import summary as report
+from datspect.workflow import config_checks as checks
 
 SIM_TO_REAL = REPO / "configs" / "sim-to-real.yaml"
 
@@ -22,6 +24,40 @@ def _summary_rows(rows) -> pd.DataFrame:
     for metric in ("accuracy", "sensitivity", "specificity", "auc"):
         columns += [f"{metric}_mean", f"{metric}_sd"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _merged(*files) -> dict:
+    """The config files merged as Snakemake merges --configfile (later keys win, deeply)."""
+
+    def update(base, new):
+        for key, value in new.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                update(base[key], value)
+            else:
+                base[key] = value
+        return base
+
+    config = {}
+    for file in files:
+        update(config, schema.load_yaml(file))
+    return config
+
+
+def test_sim_to_real_config_on_top_of_the_default():
+    """The header's command: config.yaml then configs/sim-to-real.yaml; one slab folder for the
+    independent cohort and the realism report, next to the repository."""
+    files = [REPO / "config.yaml", SIM_TO_REAL]
+    config = _merged(*files)
+    checks.check_schema(config, files=files)
+    checks.resolve_paths(config, files=files)
+    checks.check_semantics(config, files=files)
+    cohorts = config["cohorts"]
+    assert checks.development_cohort(config) == "ppmi"
+    assert cohorts["ppmi_slabs"]["role"] == "independent"
+    assert cohorts["ppmi_slabs"]["source"] == "slabs"
+    folder = str(REPO.parent / "shared" / "data" / "ppmi-slabs")
+    assert cohorts["ppmi_slabs"]["slabs"]["folder"] == folder
+    assert config["realism"]["reference_slabs"] == folder
 
 
 def test_sim_to_real_sentence_and_sbr_line():
