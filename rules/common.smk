@@ -262,6 +262,33 @@ def independent_cohorts():
     return [c for c, s in config["cohorts"].items() if s["role"] == "independent"]
 
 
+def sbr_independent_cohorts():
+    """Independent cohorts the SBR cutoffs score: those measured as the development cohort is.
+
+    A slab SBR (regions projected onto the slab, in-slab reference) and a 3D SBR are different
+    measurements: cutoffs fitted on one never score the other (no silent mix); the CNN, whose
+    2D input is one definition for both, scores every independent cohort.
+    """
+    dev_slab = is_slab_cohort(DEV)
+    return [c for c in independent_cohorts() if is_slab_cohort(c) == dev_slab]
+
+
+# Independent cohorts whose SBRs no cutoff scores; results/summary.md says so in one line.
+SBR_NOT_SCORED = (
+    [c for c in independent_cohorts() if c not in sbr_independent_cohorts()]
+    if set(METHODS) & set(vocabulary.SBR_COLUMN)
+    else []
+)
+if SBR_NOT_SCORED and workflow.is_main_process:
+    from snakemake.logging import logger
+
+    logger.warning(
+        f"SBR cutoffs fitted on the {'slab' if is_slab_cohort(DEV) else '3D'} SBRs of '{DEV}' "
+        f"do not score {', '.join(SBR_NOT_SCORED)} (a different measurement); "
+        "results/summary.md says so"
+    )
+
+
 def independent_sheets(setting):
     """Independent cohorts are scored by the mixed-setting models only."""
     if setting != "mixed":

@@ -36,5 +36,7 @@ rule summarize:
         runtime=10,
     params:
         development=DEV,
+        sources={c: s["source"] for c, s in config["cohorts"].items()},
+        sbr_not_scored=SBR_NOT_SCORED,
     script:
         "../scripts/summarize.py"

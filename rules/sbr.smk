@@ -117,8 +117,6 @@ rule fit_sbr_cutoff:
         runtime=5,
     params:
         development=DEV,
-        independent=[
-            c for c, s in config["cohorts"].items() if s["role"] == "independent"
-        ],
+        independent=sbr_independent_cohorts(),
     run:
         run_rule(rule, input, output, params, wildcards, threads, log)

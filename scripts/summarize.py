@@ -3,7 +3,7 @@
 from datspect.evaluation.metrics import summarize
 from datspect.io.imageio import atomic_write_text
 from datspect.io.tsv import read_tsv, write_tsv
-from datspect.report.summary import paired_table, summary_markdown
+from datspect.report.summary import paired_table, sbr_not_reported_line, summary_markdown
 from datspect.workflow import runlog
 
 log = runlog.to_file(snakemake.log[0])
@@ -15,7 +15,14 @@ summary = summarize(per_split)
 paired = paired_table(per_split, predictions, splits, snakemake.params.development)
 write_tsv(summary, snakemake.output.summary)
 write_tsv(paired, snakemake.output.paired)
+p = snakemake.params
 atomic_write_text(
-    snakemake.output.markdown, summary_markdown(summary, paired, snakemake.params.development)
+    snakemake.output.markdown,
+    summary_markdown(
+        summary, paired, p.development, sources=p.sources, sbr_not_scored=p.sbr_not_scored
+    ),
 )
+note = sbr_not_reported_line(p.development, p.sources, p.sbr_not_scored)
+if note:
+    log.info("%s", note)
 log.info("%d summary rows, %d comparisons", len(summary), len(paired))

@@ -40,15 +40,52 @@ def test_slab_striatum_sits_where_the_ppmi_slabs_have_it():
     assert 60 <= rows.mean() <= 72
 
 
-def test_slab_divided_by_reference_mean():
+def test_slab_divided_by_in_slab_reference_mean():
     vol = np.full(anatomy.MNI_SHAPE, 2.0)
     np.testing.assert_allclose(slab.make_slab(vol), 1.0)
     rng = np.random.default_rng(0)
     noisy = rng.gamma(5.0, 1.0, anatomy.MNI_SHAPE)
-    np.testing.assert_allclose(slab.make_slab(3.0 * noisy), slab.make_slab(noisy), rtol=1e-6)
-    occ = slab.make_slab(noisy, reference="occipital")
-    ratio = slab.reference_mean(noisy) / slab.reference_mean(noisy, "occipital")
-    np.testing.assert_allclose(occ, slab.make_slab(noisy) * ratio, rtol=1e-5)
+    projected = slab.project_to_slab(noisy)
+    for reference in ("brain_without_striatum", "occipital"):
+        out = slab.make_slab(noisy, reference=reference)
+        in_slab = projected[slab.slab_reference_mask(5, reference)].mean()
+        np.testing.assert_allclose(out, projected / in_slab, rtol=1e-5)
+        assert out[slab.slab_reference_mask(5, reference)].mean() == pytest.approx(1.0, rel=1e-5)
+    # not the 3D reference mean: the slab's own reference pixels set the scale
+    assert projected[slab.slab_reference_mask()].mean() != pytest.approx(
+        slab.reference_mean(noisy), rel=1e-4
+    )
+
+
+def test_make_slab_is_scale_slab_of_the_projection_and_scale_free():
+    """One definition of the 2D CNN input: a 3D volume's slab is scaled as a published PNG."""
+    rng = np.random.default_rng(1)
+    vol = rng.gamma(5.0, 1.0, anatomy.MNI_SHAPE)
+    vol[anatomy.region("striatum")] *= 3.0
+    for n_slices, reference in ((5, "brain_without_striatum"), (3, "occipital")):
+        expected = slab.scale_slab(
+            slab.project_to_slab(vol, n_slices), n_slices=n_slices, reference=reference
+        )
+        out = slab.make_slab(vol, n_slices, reference)
+        assert out.dtype == np.float32 and out.shape == slab_grid.SLAB_SHAPE
+        np.testing.assert_array_equal(out, expected)
+        for scale in (1e-3, 255.0 / vol.max(), 7.5e4):
+            np.testing.assert_allclose(
+                slab.make_slab(scale * vol, n_slices, reference), out, rtol=1e-5
+            )
+    png_like = np.round(slab.project_to_slab(vol) * 255.0 / slab.project_to_slab(vol).max())
+    np.testing.assert_allclose(
+        slab.scale_slab(png_like / 255.0), slab.scale_slab(png_like), rtol=1e-6
+    )
+
+
+def test_scale_slab_errors():
+    with pytest.raises(InputError, match=r"expected \(109, 91\)"):
+        slab.scale_slab(np.ones((91, 109)))
+    with pytest.raises(InputError, match="must be > 0"):
+        slab.scale_slab(np.zeros(slab_grid.SLAB_SHAPE))
+    with pytest.raises(InputError, match="reference"):
+        slab.scale_slab(np.ones(slab_grid.SLAB_SHAPE), reference="cerebellum")
 
 
 def test_slab_input_errors():

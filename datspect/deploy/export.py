@@ -71,8 +71,8 @@ HOW_TO_LOAD = (
     "Python: datspect.deploy.export.load_model(THIS_FOLDER) checks every sha256 below and "
     "returns the template, the CNNs (datspect.cnn.model.build_model(cnn.arch, cnn.input.shape) + "
     "safetensors.torch.load_file(file)), the cutoffs and the development SBRs. The CNN input is "
-    "the reference-normalized slab (datspect.features.slab.make_slab with config.slab.n_slices and "
-    "config.sbr.reference) of a scan normalized to the template with "
+    "the slab over its in-slab reference mean (datspect.features.slab.make_slab with "
+    "config.slab.n_slices and config.sbr.reference) of a scan normalized to the template with "
     "datspect.preprocess.register.estimate_from_config(scan, template, "
     "config.preprocess.registration)."
 )

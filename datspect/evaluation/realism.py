@@ -1,10 +1,11 @@
 """How far simulated slabs are from real ones: the instrument of ``results/qc/realism.tsv``.
 
 Both sets are compared as 2D slabs on the MNI 2 mm grid (rows y, posterior to anterior; columns
-x), each divided by its own in-slab reference mean, as a ``source: slabs`` cohort scales the
-published PNGs (:func:`scaled_slab`): simulated slabs are the mean of the putamen slices of the
-normalized development-cohort images (:func:`simulated_slabs`), real ones the PNGs of a slab folder
-with the images stored under both labels left out (:func:`real_slabs`).
+x), each scaled as the CNN's slab input is (:func:`scaled_slab`, i.e.
+:func:`datspect.features.slab.scale_slab`: over its in-slab reference mean): simulated slabs are
+the mean of the putamen slices of the normalized development-cohort images
+(:func:`simulated_slabs`), real ones the PNGs of a slab folder with the images stored under both
+labels left out (:func:`real_slabs`).
 
 :func:`realism_table` returns one row per (measure, label), label 0 (normal) or 1 (reduced):
 
@@ -43,7 +44,7 @@ from scipy import ndimage, stats
 from datspect.cohorts import slab_folder
 from datspect.features import sbr as sbr_measures
 from datspect.features.sbr_config import sbr_arguments
-from datspect.features.slab import project_to_slab
+from datspect.features.slab import make_slab, scale_slab
 from datspect.vocabulary import SBR_COLUMN
 
 #: Columns of :func:`realism_table`.
@@ -55,21 +56,20 @@ LABELS = (0, 1)
 
 
 def scaled_slab(slab2d, *, n_slices: int, reference: str, name: str = "slab") -> np.ndarray:
-    """A (109, 91) slab over its own in-slab reference mean (as slab cohorts are scaled)."""
-    arr = np.asarray(slab2d, dtype=np.float64)
-    ref = sbr_measures.slab_reference_mean(arr, n_slices=n_slices, reference=reference, name=name)
-    return arr / ref
+    """A (109, 91) slab as the CNN sees it (:func:`~datspect.features.slab.scale_slab`: over its
+    in-slab reference mean), in float64."""
+    return scale_slab(slab2d, n_slices=n_slices, reference=reference, name=name).astype(np.float64)
 
 
 def simulated_slabs(paths: Iterable, *, n_slices: int, reference: str) -> np.ndarray:
-    """Scaled slabs (n, 109, 91) of normalized MNI volumes (NIfTI paths)."""
+    """Scaled slabs (n, 109, 91) of normalized MNI volumes (NIfTI paths): their CNN inputs."""
     import nibabel as nib
 
     out = []
     for path in paths:
         volume = np.asarray(nib.load(str(path)).get_fdata(), dtype=np.float64)
-        slab = project_to_slab(volume, n_slices)
-        out.append(scaled_slab(slab, n_slices=n_slices, reference=reference, name=str(path)))
+        slab = make_slab(volume, n_slices, reference, name=str(path))  # = scaled_slab(projected)
+        out.append(slab.astype(np.float64))
     return np.stack(out)
 
 

@@ -10,7 +10,9 @@
 
 Both have 2D variants for slabs (:func:`aal_sbr_slab`, :func:`hv_sbr_slab`), e.g. the published
 PPMI PNG slabs, using the regions projected onto the slab slices (:func:`slab_masks`).  SBR is a
-ratio, so a slab's unknown intensity scale (8-bit PNG) cancels.
+ratio, so a slab's unknown intensity scale (8-bit PNG) cancels.  The slab's reference mean
+(:func:`~datspect.features.slab.slab_reference_mean`) is the one that scales the CNN's slab input
+(:func:`~datspect.features.slab.scale_slab`).
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ from scipy import ndimage
 from datspect.errors import InputError
 from datspect.features.slab import (
     check_mni_volume,
+    check_slab,
     masked_mean,
-    positive_reference,
-    project_to_slab,
+    project_region,
     reference_mean,
-    reference_region,
+    slab_reference_mask,
+    slab_reference_mean,
 )
 from datspect.space import anatomy
-from datspect.space.slab_grid import SLAB_SHAPE
 
 SIDES = ("l", "r")
 _VOXEL_SIZE_MM = np.abs(np.diag(anatomy.MNI_AFFINE)[:3])
@@ -238,7 +240,10 @@ def slab_masks(
     """Regions projected onto the slab of :func:`~datspect.features.slab.make_slab` (rows y,
     columns x).
 
-    A pixel belongs to a region when at least half of its ``n_slices`` voxels do.
+    A pixel belongs to a region when at least half of its ``n_slices`` voxels do
+    (:func:`~datspect.features.slab.project_region`); ``reference`` is
+    :func:`~datspect.features.slab.slab_reference_mask`, the region whose mean scales the CNN's
+    slab too.
 
     Returns
     -------
@@ -247,45 +252,11 @@ def slab_masks(
         striatum_l, striatum_r``, ``reference`` and the HV VOIs ``hv_voi_l, hv_voi_r``.
     """
     masks3d = dict(_aal_regions())
-    masks3d["reference"] = reference_region(reference)
     for s in SIDES:
         masks3d[f"hv_voi_{s}"] = hv_voi(s, float(margin_mm), bool(exclude_caudate))
-    out = {}
-    for key, mask in masks3d.items():
-        proj = project_to_slab(mask.astype(np.float64), n_slices) >= 0.5
-        if not proj.any():
-            raise InputError(
-                f"slab_masks: region {key!r} (reference {reference!r}) does not reach the "
-                f"{n_slices} putamen slices; use more slices or 'brain_without_striatum'"
-            )
-        proj.flags.writeable = False
-        out[key] = proj
+    out = {key: project_region(mask, n_slices, region=key) for key, mask in masks3d.items()}
+    out["reference"] = slab_reference_mask(n_slices, reference)
     return out
-
-
-def _check_slab(slab2d, name: str) -> np.ndarray:
-    arr = np.asarray(slab2d, dtype=np.float64)
-    if arr.shape != SLAB_SHAPE:
-        raise InputError(
-            f"{name}: slab has shape {arr.shape}, expected {SLAB_SHAPE} (rows along y, columns "
-            "along x of the MNI 2 mm grid); transpose or re-create it with datspect.features.slab"
-        )
-    return arr
-
-
-def _slab_reference(arr: np.ndarray, masks: dict, *, name: str, reference: str) -> float:
-    mean = masked_mean(arr, masks["reference"], name=name, region=reference)
-    return positive_reference(mean, name=name, reference=reference)
-
-
-def slab_reference_mean(
-    slab2d, *, n_slices: int = 5, reference: str = "brain_without_striatum", name: str = "slab"
-) -> float:
-    """Mean of a (109, 91) slab in the projected reference region, checked to be positive."""
-    arr = _check_slab(slab2d, name)
-    return _slab_reference(
-        arr, slab_masks(n_slices, reference=reference), name=name, reference=reference
-    )
 
 
 def aal_sbr_slab(
@@ -312,9 +283,9 @@ def aal_sbr_slab(
     dict
         The keys of :func:`aal_sbr`.
     """
-    arr = _check_slab(slab2d, name)
+    arr = check_slab(slab2d, name=name)
     masks = slab_masks(n_slices, reference=reference)
-    ref = _slab_reference(arr, masks, name=name, reference=reference)
+    ref = slab_reference_mean(arr, n_slices=n_slices, reference=reference, name=name)
     regions = {k: v for k, v in masks.items() if k.startswith(("putamen_", "caudate_", "striat"))}
     return _aal_sbr_from(arr, regions, ref, name=name, combine=combine)
 
@@ -350,11 +321,11 @@ def hv_sbr_slab(
     dict
         ``hv_putamen_l, hv_putamen_r, hv_putamen``.
     """
-    arr = _check_slab(slab2d, name)
+    arr = check_slab(slab2d, name=name)
     masks = slab_masks(
         n_slices, reference=reference, margin_mm=float(margin_mm), exclude_caudate=exclude_caudate
     )
-    ref = _slab_reference(arr, masks, name=name, reference=reference)
+    ref = slab_reference_mean(arr, n_slices=n_slices, reference=reference, name=name)
     n = _n_hottest(area_mm2, _PIXEL_MM2, "area_mm2")
     vois = {s: masks[f"hv_voi_{s}"] for s in SIDES}
     return _hv_from(arr, vois, n, ref, name=name, combine=combine)

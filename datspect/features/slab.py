@@ -2,11 +2,19 @@
 
 The slab is the mean of ``n_slices`` transversal slices centred on the AAL putamen, laid out as
 the published PPMI PNG slabs: 109 rows along y (row 0 posterior, row 108 anterior; the striatum
-sits around row 66) and 91 columns along the x index of the SPM grid.  Intensities are divided by
-the mean of the reference region of the 3D volume, so slabs of different scans share one scale.
+sits around row 66) and 91 columns along the x index of the SPM grid.
 
-This module also holds the two helpers every MNI-grid computation needs (shape/finiteness checks
-and the reference mean); :mod:`datspect.features.sbr` builds on them.
+**The 2D CNN input** (:func:`scale_slab`, one definition for every cohort): the slab divided by
+its own mean inside the reference region projected onto the slab (:func:`slab_reference_mask`: a
+pixel belongs when at least half of its ``n_slices`` voxels do).  A published PNG slab holds
+nothing else, so a 3D volume is scaled the same way (:func:`make_slab` =
+``scale_slab(project_to_slab(volume))``): slabs of 3D scans and of published PNGs share one scale,
+and the result does not depend on the image's intensity unit.  The 3D box
+(:func:`striatal_box`) has no slab equivalent and is divided by the 3D reference mean.
+
+This module also holds the helpers every MNI-grid computation needs (shape/finiteness checks,
+the reference means, the projection of a region onto the slab); :mod:`datspect.features.sbr`
+builds on them.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from scipy import ndimage
 
 from datspect.errors import InputError
 from datspect.space import anatomy
-from datspect.space.slab_grid import putamen_slices
+from datspect.space.slab_grid import SLAB_SHAPE, putamen_slices
 
 
 def check_mni_volume(volume, *, name: str = "volume") -> np.ndarray:
@@ -110,6 +118,97 @@ def project_to_slab(volume: np.ndarray, n_slices: int = 5) -> np.ndarray:
     return volume[:, :, putamen_slices(n_slices)].mean(axis=2).T
 
 
+def project_region(mask: np.ndarray, n_slices: int = 5, *, region: str) -> np.ndarray:
+    """A 3D MNI-grid region projected onto the slab: pixels where at least half of the
+    ``n_slices`` voxels belong to it; read-only boolean (109, 91).
+
+    Raises
+    ------
+    InputError
+        If the region does not reach the putamen slices.
+    """
+    proj = project_to_slab(np.asarray(mask, dtype=np.float64), n_slices) >= 0.5
+    if not proj.any():
+        raise InputError(
+            f"slab: region {region!r} does not reach the {n_slices} putamen slices; use more "
+            "slices or another region (e.g. reference 'brain_without_striatum')"
+        )
+    proj.flags.writeable = False
+    return proj
+
+
+@functools.lru_cache(maxsize=8)
+def slab_reference_mask(n_slices: int = 5, reference: str = "brain_without_striatum") -> np.ndarray:
+    """The reference region projected onto the slab (:func:`project_region`), read-only."""
+    return project_region(reference_region(reference), n_slices, region=reference)
+
+
+def check_slab(slab2d, *, name: str = "slab") -> np.ndarray:
+    """Return ``slab2d`` as a float64 array after checking its shape (109, 91)."""
+    arr = np.asarray(slab2d, dtype=np.float64)
+    if arr.shape != SLAB_SHAPE:
+        raise InputError(
+            f"{name}: slab has shape {arr.shape}, expected {SLAB_SHAPE} (rows along y, columns "
+            "along x of the MNI 2 mm grid); transpose or re-create it with datspect.features.slab"
+        )
+    return arr
+
+
+def slab_reference_mean(
+    slab2d, *, n_slices: int = 5, reference: str = "brain_without_striatum", name: str = "slab"
+) -> float:
+    """Mean of a (109, 91) slab in the projected reference region, checked to be positive."""
+    arr = check_slab(slab2d, name=name)
+    mean = masked_mean(arr, slab_reference_mask(n_slices, reference), name=name, region=reference)
+    return positive_reference(mean, name=name, reference=reference)
+
+
+def scale_slab(
+    slab2d,
+    *,
+    n_slices: int = 5,
+    reference: str = "brain_without_striatum",
+    name: str = "slab",
+) -> np.ndarray:
+    """The study's 2D CNN input from a slab: the slab over its in-slab reference mean.
+
+    The one definition for 3D-derived slabs (:func:`make_slab`) and published PNG slabs (a
+    ``source: slabs`` cohort): the mean of the putamen slices divided by the mean of the slab
+    inside the reference region projected onto it (:func:`slab_reference_mask`).  Invariant to
+    the slab's intensity scale (8-bit PNG or counts).
+
+    Parameters
+    ----------
+    slab2d : array_like
+        Slab of shape (109, 91) (rows y, columns x), any positive intensity scale.
+    n_slices : int
+        Number of slices the slab averages (the projection of the reference region).
+    reference : {"brain_without_striatum", "occipital"}
+        Reference region (:func:`datspect.space.anatomy.reference_mask`).
+    name : str
+        Name of the image in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape (109, 91).
+
+    Raises
+    ------
+    InputError
+        Wrong shape, unknown reference, non-finite values, or a reference mean <= 0.
+    """
+    arr = check_slab(slab2d, name=name)
+    ref = slab_reference_mean(arr, n_slices=n_slices, reference=reference, name=name)
+    scaled = arr / ref
+    if not np.all(np.isfinite(scaled)):
+        raise InputError(
+            f"{name}: non-finite values (NaN/inf) in the slab (the putamen slices); replace them "
+            "or check the spatial normalization"
+        )
+    return scaled.astype(np.float32)
+
+
 def make_slab(
     volume,
     n_slices: int = 5,
@@ -117,7 +216,10 @@ def make_slab(
     *,
     name: str = "volume",
 ) -> np.ndarray:
-    """The study's 2D CNN input: the reference-normalized mean of the putamen slices.
+    """The study's 2D CNN input of a 3D volume: ``scale_slab(project_to_slab(volume))``.
+
+    The mean of the putamen slices over its mean in the projected reference region
+    (:func:`scale_slab`), exactly as a published PNG slab is scaled.
 
     Parameters
     ----------
@@ -126,7 +228,7 @@ def make_slab(
     n_slices : int
         Number of transversal slices averaged (:func:`putamen_slices`).
     reference : {"brain_without_striatum", "occipital"}
-        Region whose 3D mean divides the slab.
+        Region whose in-slab mean divides the slab.
     name : str
         Name of the image in error messages.
 
@@ -137,14 +239,9 @@ def make_slab(
         (column 0 = the subject's right on the SPM LAS grid).
     """
     arr = check_mni_volume(volume, name=name)
-    ref = reference_mean(arr, reference, name=name)
-    slab = project_to_slab(arr, n_slices) / ref
-    if not np.all(np.isfinite(slab)):
-        raise InputError(
-            f"{name}: non-finite values (NaN/inf) in the putamen slices; replace them or check "
-            "the spatial normalization"
-        )
-    return slab.astype(np.float32)
+    return scale_slab(
+        project_to_slab(arr, n_slices), n_slices=n_slices, reference=reference, name=name
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -170,7 +267,10 @@ def striatal_box(
     reference: str = "brain_without_striatum",
     name: str = "volume",
 ) -> np.ndarray:
-    """Optional 3D CNN input: the reference-normalized box around the striata.
+    """Optional 3D CNN input: the box around the striata over the 3D reference-region mean.
+
+    Unlike the slab (:func:`scale_slab`), the box is divided by the mean of the 3D reference
+    region (:func:`reference_mean`): a box has no slab equivalent, and only 3D cohorts have one.
 
     Parameters
     ----------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -18,6 +20,14 @@ STUDY_ACCURACY = {
     ("cnn", "smoothed"): (0.955, 0.009),
     ("cnn", "mixed"): (0.967, 0.018),
 }
+#: The CNN trained on the real slabs themselves, for the sim-to-real sentence: the mixed setting
+#: of configs/ppmi-slabs.yaml on the published PPMI slabs (test parts of 10 grouped splits), as
+#: the README gives it ("Real data: the published PPMI slabs"); a figure of that run, not of this.
+REAL_SLAB_CNN = {"accuracy": (0.976, 0.012), "auc": 0.997}
+REAL_SLAB_CNN_SOURCE = (
+    "configs/ppmi-slabs.yaml, mixed setting, test parts of 10 grouped splits of the 1,095 "
+    "published PPMI slabs; README, “Real data: the published PPMI slabs”"
+)
 PAIRED_METRICS = ("accuracy", "balanced_accuracy", "auc")
 SIGNIFICANCE = 0.01
 
@@ -75,8 +85,90 @@ def _p(paired, cohort, method_a, setting_a, method_b, setting_b, metric="accurac
     return row.iloc[0]
 
 
-def summary_markdown(summary: pd.DataFrame, paired: pd.DataFrame, development: str) -> str:
-    """The results side by side with the study and a verdict on its findings."""
+def _row(summary: pd.DataFrame, cohort: str, method: str, setting: str):
+    rows = summary[
+        (summary["cohort"] == cohort)
+        & (summary["method"] == method)
+        & (summary["setting"] == setting)
+    ]
+    return None if rows.empty else rows.iloc[0]
+
+
+def kind_of(source: str) -> str:
+    """What a cohort's images are, by its config ``source``: ``slab`` or ``3D``."""
+    return "slab" if source == "slabs" else "3D"
+
+
+def sbr_not_reported_line(
+    development: str, sources: Mapping[str, str], cohorts: Iterable[str]
+) -> str | None:
+    """The one line saying which cohorts' SBRs no cutoff scored, and why; None if none.
+
+    Cutoffs fitted on the development cohort's SBRs are a threshold on that measurement; a slab
+    SBR (regions projected onto a 10 mm slab, in-slab reference) and a 3D SBR are different
+    measurements, so cutoffs of one never score the other.
+    """
+    cohorts = list(cohorts)
+    if not cohorts:
+        return None
+    dev_kind = kind_of(sources.get(development, "sheet"))
+    names = ", ".join(f"`{c}`" for c in cohorts)
+    kinds = "/".join(sorted({kind_of(sources.get(c, "sheet")) for c in cohorts}))
+    return (
+        f"SBR (sbr_aal, sbr_hv) not reported for {names}: the cutoffs are fitted on the "
+        f"{dev_kind} SBRs of `{development}`, and {kinds} SBRs are a different measurement, so "
+        "they are not scored with them (no rows in per_split.tsv or summary.tsv)."
+    )
+
+
+def sim_to_real_line(
+    summary: pd.DataFrame, development: str, cohort: str, sources: Mapping[str, str]
+) -> str | None:
+    """The sim-to-real sentence: mixed-setting CNNs of a 3D development cohort on a slab cohort,
+    beside the CNN trained on real slabs (:data:`REAL_SLAB_CNN`); None if not that case."""
+    if kind_of(sources[development]) != "3D" or kind_of(sources[cohort]) != "slab":
+        return None
+    row = _row(summary, cohort, "cnn", "mixed")
+    if row is None:
+        return None
+    trained = "simulated" if sources[development] == "simulate" else "3D"
+    real_acc, real_sd = REAL_SLAB_CNN["accuracy"]
+    return (
+        f"Sim-to-real: the mixed-setting CNNs trained on the {trained} `{development}` cohort "
+        f"score the real slabs of `{cohort}` with accuracy "
+        f"{_fmt(row.accuracy_mean, row.accuracy_sd)}, sensitivity "
+        f"{_fmt(row.sensitivity_mean, row.sensitivity_sd)}, specificity "
+        f"{_fmt(row.specificity_mean, row.specificity_sd)} and AUC "
+        f"{_fmt(row.auc_mean, row.auc_sd)} (mean ± SD over {int(row.n_splits)} splits, every "
+        f"image); a CNN trained on real slabs reaches accuracy {real_acc:.3f} ± {real_sd:.3f} "
+        f"and AUC {REAL_SLAB_CNN['auc']:.3f} ({REAL_SLAB_CNN_SOURCE}; not computed by this run)."
+    )
+
+
+def summary_markdown(
+    summary: pd.DataFrame,
+    paired: pd.DataFrame,
+    development: str,
+    *,
+    sources: Mapping[str, str] | None = None,
+    sbr_not_scored: Iterable[str] = (),
+) -> str:
+    """The results side by side with the study and a verdict on its findings.
+
+    Parameters
+    ----------
+    summary, paired : pandas.DataFrame
+        ``summary.tsv`` and ``paired_tests.tsv``.
+    development : str
+        The development cohort.
+    sources : mapping, optional
+        Config ``source`` of every cohort (``simulate``, ``sheet``, ``slabs``); without it every
+        cohort counts as 3D.  A slab cohort scored by a 3D development cohort's models gets the
+        sim-to-real sentence (:func:`sim_to_real_line`).
+    sbr_not_scored : iterable of str
+        Independent cohorts whose SBRs no cutoff scored (:func:`sbr_not_reported_line`).
+    """
+    sources = {c: "sheet" for c in [development, *summary["cohort"]]} | dict(sources or {})
     cohorts = list(dict.fromkeys(summary["cohort"]))
     settings = [s for s in SETTINGS if s in set(summary["setting"])]
     methods = [m for m in METHODS if m in set(summary["method"])]
@@ -111,6 +203,12 @@ def summary_markdown(summary: pd.DataFrame, paired: pd.DataFrame, development: s
                 f"{_fmt(row.specificity_mean, row.specificity_sd)} | "
                 f"{_fmt(row.auc_mean, row.auc_sd)} |"
             )
+        sentence = sim_to_real_line(summary, development, cohort, sources)
+        if sentence:
+            lines += ["", sentence]
+    note = sbr_not_reported_line(development, sources, sbr_not_scored)
+    if note:
+        lines += ["", note]
     lines += ["", "## The study's findings on this run", ""]
     lines += _verdicts(summary, paired, development, cohorts)
     lines += [
@@ -153,6 +251,8 @@ def _verdicts(summary, paired, development, cohorts) -> list[str]:
                 continue
             cnn = _accuracy(summary, cohort, "cnn", "mixed")[0]
             sbr = _accuracy(summary, cohort, "sbr_aal", "mixed")[0]
+            if np.isnan(cnn) or np.isnan(sbr):  # e.g. SBRs not scored (another measurement)
+                continue
             holds = cnn > sbr
             out.append(
                 f"- `{cohort}`: mixed-trained CNN beats mixed-trained AAL-SBR cutoffs "

@@ -183,15 +183,18 @@ def sbr_hv(original, smoothed, table, sbr, n_slices, cohort, subject) -> str:
 def cnn_input(
     original, smoothed, arrays, kind, n_slices, box_margin_mm, reference, cohort, subject
 ) -> str:
-    """The CNN inputs of one subject: a 2D slab or a 3D striatal box per image setting."""
+    """The CNN inputs of one subject: a 2D slab or a 3D striatal box per image setting.
+
+    A stored slab (slab cohort) is scaled as a 3D volume's slab is (:func:`slab.scale_slab`, the
+    one definition of the 2D input), so models of either kind of cohort score the other's.
+    """
     inputs = {}
     for setting, path in (("original", original), ("smoothed", smoothed)):
         image = _load_grid(path)
-        if image.ndim == 2:  # a slab cohort: scale by the slab's own reference mean
-            ref = sbr_measures.slab_reference_mean(
+        if image.ndim == 2:  # a slab cohort
+            inputs[setting] = slab.scale_slab(
                 image, n_slices=n_slices, reference=reference, name=path
             )
-            inputs[setting] = (image / ref).astype(np.float32)
         else:
             inputs[setting] = slab.cnn_input(
                 image,
