@@ -23,6 +23,7 @@ if REALISM_ON:
             "logs/realism/realism.log",
         conda:
             "../envs/datspect.yaml"
+        threads: 2
         resources:
             mem_mb=4000,
             runtime=20,

@@ -1,5 +1,9 @@
 """results/qc/realism.tsv and results/figures/realism.png: simulated vs real slabs."""
 
+import pandas as pd
+import torch
+
+from datspect.cnn.discriminator import cnn_discriminator_rows
 from datspect.evaluation import realism
 from datspect.figures.realism import realism_figure
 from datspect.io.tsv import read_tsv, write_tsv
@@ -24,6 +28,9 @@ log.info(
 table = realism.realism_table(
     sim, sim_labels, real, real_labels, sbr=p.sbr, n_slices=p.n_slices, seed=p.seed
 )
+torch.set_num_threads(snakemake.threads)
+cnn_rows = cnn_discriminator_rows(sim, sim_labels, real, real_labels, seed=p.seed)
+table = pd.concat([table, pd.DataFrame(cnn_rows, columns=realism.COLUMNS)], ignore_index=True)
 write_tsv(table, snakemake.output.table)
 log.info("realism:\n%s", table.round(4).to_string(index=False))
 realism_figure(

@@ -52,7 +52,14 @@ def test_identical_sets_agree():
     for label in (0, 1):
         row = out.xs(label, level="label")
         assert row.loc["class_mean_correlation", "value"] == pytest.approx(1.0)
-        for measure in ("striatal_peak", "caudate_putamen_ratio", "highpass_sd", "sbr_aal_median"):
+        for measure in (
+            "striatal_peak",
+            "caudate_putamen_ratio",
+            "highpass_sd",
+            "sbr_aal_median",
+            "nps_mean_frequency",
+            "sibling_share",
+        ):
             assert row.loc[measure, "ratio"] == pytest.approx(1.0)
             assert row.loc[measure, "value"] == pytest.approx(0.0, abs=1e-12)
         for measure in ("sbr_aal_wasserstein", "sbr_hv_wasserstein", "sbr_aal_ks"):
@@ -84,6 +91,43 @@ def test_highpass_sd_detects_white_noise():
     # in variance to the structure's own residual
     added = np.sqrt(realism.highpass_sd(noisy) ** 2 - realism.highpass_sd(clean) ** 2)
     assert np.median(added) == pytest.approx(0.097, rel=0.1)
+
+
+def test_noise_power_spectrum_tells_fine_from_coarse_grain():
+    clean = smooth_slabs(6, 9, 0)
+    rng = np.random.default_rng(10)
+    white = rng.normal(0, 0.1, clean.shape)
+    grainy = ndimage.gaussian_filter(white, (0, 1.5, 1.5)) * 4
+    freq, power = realism.noise_power_spectrum(clean + white)
+    assert freq.shape == power.shape == (realism.NPS_BINS,)
+    assert freq.max() < 0.25  # below Nyquist of 2 mm pixels
+    # white noise fills the spectrum evenly; correlated noise shifts power to low frequencies
+    assert realism.nps_mean_frequency(clean + white) > realism.nps_mean_frequency(clean + grainy)
+
+
+def test_sibling_share_finds_near_copies_only():
+    slabs, labels = two_classes(20, 11)
+    rng = np.random.default_rng(12)
+    noisy = slabs + rng.normal(0, 0.02, slabs.shape)
+    alone = realism.sibling_share(noisy, labels)
+    twins = np.concatenate([noisy, noisy + rng.normal(0, 0.005, slabs.shape)])
+    doubled = realism.sibling_share(twins, np.r_[labels, labels])
+    for label in (0, 1):  # the toy slabs have 4 degrees of freedom: some lookalikes pair
+        assert doubled[label] > 0.9 and doubled[label] > alone[label] + 0.2
+    assert realism.sibling_share(noisy[labels == 0], labels[labels == 0]) == {}
+
+
+def test_cnn_discriminator_chance_on_one_distribution_and_high_on_separable_sets():
+    from datspect.cnn.discriminator import cnn_discriminator_accuracy, cnn_discriminator_rows
+
+    a, b = smooth_slabs(30, 13, 0), smooth_slabs(30, 14, 0)
+    noise = np.random.default_rng(15)
+    a, b = (x + noise.normal(0, 0.05, x.shape) for x in (a, b))
+    assert abs(cnn_discriminator_accuracy(a, b, seed=0) - 0.5) < 0.25
+    assert cnn_discriminator_accuracy(a, b * 1.5, seed=0) > 0.9
+    assert cnn_discriminator_accuracy(a, b, seed=3) == cnn_discriminator_accuracy(a, b, seed=3)
+    rows = cnn_discriminator_rows(a, np.zeros(30), b, np.zeros(30), seed=0)
+    assert [r[:2] for r in rows] == [["cnn_discriminator_balanced_accuracy", 0]]
 
 
 def test_anterior_posterior_ratio_sees_a_gradient():
@@ -131,6 +175,7 @@ def test_realism_rule(small_run, tmp_path):
         out = read_tsv(small_run / targets[0])
         assert set(out["label"]) == {0, 1}
         assert list(out.columns) == realism.COLUMNS
+        assert "cnn_discriminator_balanced_accuracy" in set(out["measure"])
         assert (small_run / targets[1]).stat().st_size > 0
         log = (small_run / "logs/realism/realism.log").read_text()
         assert "2 under both labels left out" in log

@@ -115,6 +115,24 @@ def correlation_matrix(features: np.ndarray) -> np.ndarray:
     return corr
 
 
+def similarity_pairs(pixels: np.ndarray, labels, null_quantile: float = 0.99) -> tuple:
+    """Mutual nearest neighbours by striatal-window correlation above the null threshold.
+
+    Returns ``(pairs, corr, threshold)``: index pairs ``(a, b)`` with ``a < b``, the correlation
+    matrix and the ``null_quantile`` of the correlations between images of different labels.
+    """
+    labels = np.asarray(labels)
+    corr = correlation_matrix(_similarity_features(pixels))
+    threshold = float(np.quantile(corr[np.ix_(labels == 0, labels == 1)], null_quantile))
+    nearest = corr.argmax(axis=1)
+    pairs = [
+        (a, int(b))
+        for a, b in enumerate(nearest)
+        if a < b and nearest[b] == a and corr[a, b] > threshold
+    ]
+    return pairs, corr, threshold
+
+
 def group_slabs(table: pd.DataFrame, null_quantile: float = 0.99) -> tuple[pd.DataFrame, dict]:
     """Group the images that the pixels say belong together; quarantine label conflicts.
 
@@ -150,15 +168,9 @@ def group_slabs(table: pd.DataFrame, null_quantile: float = 0.99) -> tuple[pd.Da
 
     # Similarity pairs among the rest, one representative per set of identical images.
     idx = np.array([m[0] for m in copies.values() if group[m[0]] != ""])
-    corr = correlation_matrix(_similarity_features(pixels[idx]))
-    cross = corr[np.ix_(labels[idx] == 0, labels[idx] == 1)]
-    threshold = float(np.quantile(cross, null_quantile))
-    nearest = corr.argmax(axis=1)
-    n_pairs = 0
-    for a, b in enumerate(nearest):
-        if not (a < b and nearest[b] == a and corr[a, b] > threshold):
-            continue
-        n_pairs += 1
+    pairs, corr, threshold = similarity_pairs(pixels[idx], labels[idx], null_quantile)
+    n_pairs = len(pairs)
+    for a, b in pairs:
         first, second = copies[hashes[idx[a]]], copies[hashes[idx[b]]]
         for members, others in ((first, second), (second, first)):
             for m in members:

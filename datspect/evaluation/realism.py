@@ -26,11 +26,17 @@ the striatal window :data:`~datspect.cohorts.slab_folder.STRIATAL_WINDOW`);
 the projected AAL regions; the putamen split at its median row); ``sbr_aal_median`` and
 ``sbr_hv_median`` (slab SBR, the config's ``sbr`` section); ``highpass_sd`` (median over images of
 the SD, in the striatal window, of the slab minus its Gaussian blur of sigma 2 pixels: fine-scale
-noise). Measures comparing the sets: ``class_mean_correlation`` (Pearson, striatal window);
+noise); ``nps_mean_frequency`` (power-weighted mean frequency, cycles/mm, of the radial noise
+power spectrum of that residual: the noise's grain); ``sibling_share`` (share of images that the
+grouping of slab cohorts pairs as two images of one subject: every simulated subject has one
+image per setting, so simulated pairs are false; real pairs are partly true). Measures comparing
+the sets: ``class_mean_correlation`` (Pearson, striatal window);
 ``sbr_aal_wasserstein``, ``sbr_aal_ks``, ``sbr_hv_wasserstein``, ``sbr_hv_ks`` (scipy.stats, on the
 per-image SBRs); ``discriminator_balanced_accuracy`` (an L2 logistic regression on 2x2-pooled,
 standardized pixels telling simulated from real within the class, stratified 5-fold cross-validated,
-seeded, class-weighted: 0.5 = indistinguishable, 1 = always told apart).
+seeded, class-weighted: 0.5 = indistinguishable, 1 = always told apart). The workflow adds
+``cnn_discriminator_balanced_accuracy``, the same with a small CNN
+(:mod:`datspect.cnn.discriminator`).
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ COLUMNS = ["measure", "label", "simulated", "real", "ratio", "value"]
 #: Sigma (pixels) of the Gaussian whose residual is the fine-scale noise.
 HIGHPASS_SIGMA = 2.0
 PEAK_PERCENTILE = 99.5
+PIXEL_MM = 2.0
+#: Rings of the radial noise power spectrum between 0 and Nyquist.
+NPS_BINS = 12
 LABELS = (0, 1)
 
 
@@ -147,6 +156,50 @@ def highpass_sd(slabs: np.ndarray, sigma: float = HIGHPASS_SIGMA) -> np.ndarray:
     return _window(slabs - blurred).reshape(len(slabs), -1).std(axis=1)
 
 
+def noise_power_spectrum(slabs: np.ndarray, sigma: float = HIGHPASS_SIGMA) -> tuple:
+    """Radial noise power spectrum of the fine-scale residual in the striatal window.
+
+    Per slab: the residual of :func:`highpass_sd`, Hann-windowed, its 2D power spectrum averaged
+    over rings of radial frequency; the median over slabs.  Returns ``(frequency, power)``:
+    frequency in cycles/mm (2 mm pixels, 0 excluded, up to Nyquist), power per ring.
+    """
+    slabs = np.asarray(slabs, dtype=np.float64)
+    blurred = ndimage.gaussian_filter(slabs, sigma=(0, sigma, sigma), mode="nearest")
+    residual = _window(slabs - blurred)
+    h, w = residual.shape[1:]
+    taper = np.outer(np.hanning(h), np.hanning(w))
+    power = np.abs(np.fft.fft2(residual * taper)) ** 2 / taper.sum() ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(h, PIXEL_MM), np.fft.fftfreq(w, PIXEL_MM), indexing="ij")
+    radius = np.hypot(fy, fx)
+    edges = np.linspace(0.0, 0.5 / PIXEL_MM, NPS_BINS + 1)
+    ring = np.digitize(radius, edges) - 1
+    inside = (ring >= 0) & (ring < NPS_BINS) & (radius > 0)
+    per_ring = np.stack(
+        [power[:, inside & (ring == k)].mean(axis=1) for k in range(NPS_BINS)], axis=1
+    )
+    return 0.5 * (edges[1:] + edges[:-1]), np.median(per_ring, axis=0)
+
+
+def nps_mean_frequency(slabs: np.ndarray) -> float:
+    """Power-weighted mean radial frequency (cycles/mm) of :func:`noise_power_spectrum`:
+    higher for finer-grained noise."""
+    freq, power = noise_power_spectrum(slabs)
+    return float(np.sum(freq * power) / np.sum(power))
+
+
+def sibling_share(slabs: np.ndarray, labels, null_quantile: float = 0.99) -> dict:
+    """Per label, the share of images that the slab cohorts' grouping would pair as images of
+    one subject (:func:`datspect.cohorts.slab_folder.similarity_pairs`)."""
+    labels = np.asarray(labels)
+    if not all(np.any(labels == k) for k in LABELS):
+        return {}  # the null threshold needs images of both labels
+    pairs, _, _ = slab_folder.similarity_pairs(slabs, labels, null_quantile)
+    paired = np.zeros(len(labels), bool)
+    for a, b in pairs:
+        paired[[a, b]] = True
+    return {int(k): float(paired[labels == k].mean()) for k in LABELS if np.any(labels == k)}
+
+
 def slab_sbr(slabs: np.ndarray, sbr: Mapping, n_slices: int) -> pd.DataFrame:
     """Per slab the AAL and HV putamen SBR (columns ``sbr_aal``, ``sbr_hv``)."""
     out = {}
@@ -209,6 +262,7 @@ def realism_table(
     """The rows of ``results/qc/realism.tsv`` (see the module docstring) for scaled slabs."""
     sim_labels, real_labels = np.asarray(sim_labels), np.asarray(real_labels)
     sim_sbr, real_sbr = slab_sbr(sim, sbr, n_slices), slab_sbr(real, sbr, n_slices)
+    sim_siblings, real_siblings = sibling_share(sim, sim_labels), sibling_share(real, real_labels)
     rows = []
 
     def one_set(measure, label, s, r):
@@ -237,6 +291,9 @@ def realism_table(
         one_set(
             "highpass_sd", label, float(np.median(highpass_sd(s))), float(np.median(highpass_sd(r)))
         )
+        one_set("nps_mean_frequency", label, nps_mean_frequency(s), nps_mean_frequency(r))
+        nan = float("nan")
+        one_set("sibling_share", label, sim_siblings.get(label, nan), real_siblings.get(label, nan))
         between(
             "discriminator_balanced_accuracy",
             label,

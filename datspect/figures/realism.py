@@ -28,7 +28,8 @@ def realism_figure(
     dpi: int = DPI,
 ) -> Figure:
     """Class-mean slabs (simulated, real, difference), slab-SBR histograms, putamen profiles
-    along y (posterior to anterior) and fine-scale noise (high-pass SD per image).
+    along y (posterior to anterior), fine-scale noise (high-pass SD per image) and its radial
+    noise power spectrum.
 
     Slabs are reference-scaled (:func:`datspect.evaluation.realism.scaled_slab`), shown with the
     origin at the bottom (anterior at the top); simulated and real share one grey scale per class,
@@ -96,7 +97,7 @@ def realism_figure(
         ax.set_xlabel(f"{method} slab SBR (putamen)")
         ax.set_ylabel("density")
         ax.legend(frameon=False)
-    ax = fig.add_subplot(grid[2, 2:])
+    ax = fig.add_subplot(grid[2, 2])
     s_hp, r_hp = realism.highpass_sd(sim), realism.highpass_sd(real)
     bins = np.linspace(0, max(s_hp.max(), r_hp.max()) * 1.05, 40)
     ax.hist(r_hp, bins=bins, density=True, color=REAL_COLOR, alpha=0.5, label="real")
@@ -109,11 +110,28 @@ def realism_figure(
         linewidth=1.5,
         label="simulated",
     )
-    ax.set_xlabel(
-        f"SD of slab - Gaussian blur (sigma {realism.HIGHPASS_SIGMA:g} px), striatal window"
-    )
+    ax.set_xlabel(f"SD of slab - blur (sigma {realism.HIGHPASS_SIGMA:g} px), striatal window")
     ax.set_ylabel("density")
     ax.set_title("fine-scale noise per image")
     ax.legend(frameon=False)
+    ax = fig.add_subplot(grid[2, 3])
+    for label in realism.LABELS:
+        for slabs, labels, color, name in (
+            (sim, sim_labels, SIM_COLOR, "simulated"),
+            (real, real_labels, REAL_COLOR, "real"),
+        ):
+            if np.any(labels == label):
+                freq, power = realism.noise_power_spectrum(slabs[labels == label])
+                ax.semilogy(
+                    freq,
+                    power,
+                    color=color,
+                    linestyle="-" if label == 0 else "--",
+                    label=f"{name} {CLASS_NAMES[label]}",
+                )
+    ax.set_xlabel("radial frequency (cycles/mm)")
+    ax.set_ylabel("noise power (median)")
+    ax.set_title("noise power spectrum (fine-scale residual)")
+    ax.legend(frameon=False, fontsize="small")
     save(fig, out, dpi)
     return fig
