@@ -5,8 +5,10 @@ native scan onto the MNI grid with its *true* pose (registration skipped; the su
 anatomy stays, as after an affine normalization), and measure
 
 * against a folder of real slabs (the published PPMI training slabs): the slab measures of
-  :mod:`datspect.evaluation.realism` (class-mean striatal peak, region ratios, fine-scale
-  noise) and the AAL slab-SBR distribution (median and inter-quartile range per class);
+  :mod:`datspect.evaluation.realism` (class-mean striatal peak, its correlation with the real
+  class mean, caudate/putamen and anterior/posterior putamen ratios, fine-scale detail: median
+  and 10th/90th percentiles) and the AAL slab-SBR distribution (median and inter-quartile range
+  per class);
 * against the study's figures: the accuracy of the Youden cutoff of the 3D AAL putamen SBR in
   the original, smoothed (extra 18 mm FWHM) and mixed settings (10 random 60/20/20 splits,
   cutoff on the training part, accuracy on the test part), and of the slab AAL SBR (original)
@@ -110,11 +112,18 @@ def evaluate(config: dict, real: tuple, *, n: int, seed: int, processes: int) ->
             realism.striatal_peak(s_mean),
             realism.striatal_peak(r_mean),
         )
-        ratio_s = realism.region_ratios(s_mean, N_SLICES)["caudate_putamen_ratio"]
-        ratio_r = realism.region_ratios(r_mean, N_SLICES)["caudate_putamen_ratio"]
-        pairs[f"caudate_putamen_{label}"] = (ratio_s, ratio_r)
-        hp = (np.median(realism.highpass_sd(s)), np.median(realism.highpass_sd(r)))
-        pairs[f"highpass_sd_{label}"] = tuple(float(v) for v in hp)
+        ratios_s = realism.region_ratios(s_mean, N_SLICES)
+        ratios_r = realism.region_ratios(r_mean, N_SLICES)
+        for key in ratios_s:
+            pairs[f"{key}_{label}"] = (ratios_s[key], ratios_r[key])
+        pairs[f"class_mean_correlation_{label}"] = (realism.window_correlation(s_mean, r_mean), 1.0)
+        # fine-scale detail: its median, and its spread (resolution differs between scans)
+        hp_s, hp_r = realism.highpass_sd(s), realism.highpass_sd(r)
+        for q in (10, 50, 90):
+            pairs[f"highpass_sd_p{q}_{label}"] = (
+                float(np.percentile(hp_s, q)),
+                float(np.percentile(hp_r, q)),
+            )
         qs, qr = quartiles(sim_sbr[labels == label]), quartiles(real_sbr[real_labels == label])
         pairs[f"slab_sbr_median_{label}"] = (qs[1], qr[1])
         pairs[f"slab_sbr_iqr_{label}"] = (qs[2] - qs[0], qr[2] - qr[0])
@@ -154,7 +163,7 @@ def _print(result: dict, label: str) -> None:
     print(f"== {label}: loss {result['loss']:.3f}")
     for key, value in result.items():
         if key != "loss":
-            print(f"  {key:26s} simulated {value[0]:7.3f}   target {value[1]:7.3f}")
+            print(f"  {key:36s} simulated {value[0]:7.3f}   target {value[1]:7.3f}")
 
 
 def main() -> None:
