@@ -252,8 +252,9 @@ def export_targets():
     ):
         return []
     targets = ["results/figures/cnn_saliency.png"]
-    # `classify` normalizes 3D scans: models trained on published 2D slabs are not exported.
-    if set(vocabulary.SBR_COLUMN) <= set(METHODS) and not is_slab_cohort(DEV):
+    # Slab runs export too: `classify` makes the slab of a 3D scan or takes a published slab
+    # (the manifest records which SBR, 3D or slab, its cutoffs are).
+    if set(vocabulary.SBR_COLUMN) <= set(METHODS):
         targets.append("results/model/manifest.json")
     return targets
 

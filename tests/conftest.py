@@ -60,3 +60,33 @@ def small_run(tmp_path_factory) -> Path:
     snakemake("--cores", str(os.cpu_count() or 2), "--quiet", workdir=workdir)
     yield workdir
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+#: The small slab run's config: replaces config.yaml (schema defaults), small splits and CNN.
+SLAB_RUN_CONFIG = """cohorts:
+  toy:
+    role: development
+    source: slabs
+    slabs: {{folder: "{folder}"}}
+splits: {{n_splits: 2}}
+cnn:
+  arch: {{channels: [8, 16, 16], dense_units: [32]}}
+  train: {{epochs: 3, patience: 2}}
+"""
+
+
+@pytest.fixture(scope="session")
+def slab_run(tmp_path_factory) -> Path:
+    """The workflow on a synthetic slab folder (tests/test_slabs.py), run once to completion
+    (about a minute): its slab cohort ``toy`` is the development cohort, so it exports a slab
+    model (results/model)."""
+    from test_slabs import write_slab_folder
+
+    root = tmp_path_factory.mktemp("slab run")
+    folder = write_slab_folder(root / "slabs")
+    config = root / "slabs.yaml"
+    config.write_text(SLAB_RUN_CONFIG.format(folder=folder))
+    workdir = root / "run"
+    snakemake("--cores", str(os.cpu_count() or 2), "--quiet", workdir=workdir, configfiles=[config])
+    yield workdir
+    shutil.rmtree(root, ignore_errors=True)

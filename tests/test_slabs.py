@@ -119,22 +119,9 @@ def test_prepared_slab_round_trips_on_the_mni_grid(slab_folder, tmp_path):
     assert smoothed.max() < slabs.read_slab_png(png).max()
 
 
-def test_slab_cohort_through_the_workflow(slab_folder, tmp_path):
-    config = tmp_path / "slabs.yaml"
-    config.write_text(
-        f"""cohorts:
-  toy:
-    role: development
-    source: slabs
-    slabs: {{folder: "{slab_folder}"}}
-splits: {{n_splits: 2}}
-cnn:
-  arch: {{channels: [8, 16, 16], dense_units: [32]}}
-  train: {{epochs: 3, patience: 2}}
-"""
-    )
-    workdir = tmp_path / "run"
-    snakemake("--cores", "2", "--quiet", workdir=workdir, configfiles=[config])
+@pytest.mark.workflow
+def test_slab_cohort_through_the_workflow(slab_run):
+    workdir = slab_run  # conftest.py: the folder of write_slab_folder, 2 splits
     groups = read_tsv(workdir / "results/qc/slab_groups.tsv")
     assert set(groups.columns) >= {"image", "group", "label", "reason"}
     sheet = read_tsv(workdir / "data/toy/cohort.tsv")

