@@ -19,10 +19,10 @@ from datspect.vocabulary import METHOD_NAMES, METHODS, SETTINGS, ordered
 RAW = "p_reduced_raw"
 
 
-def _curve(ax, labels, p, n_bins, *, color, marker, label, linestyle="-", gid=None) -> None:
+def _curve(ax, labels, p, n_bins, *, color, marker, label, linestyle="-", gid=None) -> str:
+    """Draw one reliability curve; return its line of the panel's ECE box."""
     bins = reliability_bins(labels, p, n_bins)
     filled = bins[bins["n"] > 0]
-    ece = expected_calibration_error(labels, p, n_bins)
     ax.plot(
         filled["mean_p"],
         filled["observed"],
@@ -31,9 +31,10 @@ def _curve(ax, labels, p, n_bins, *, color, marker, label, linestyle="-", gid=No
         markersize=4,
         linestyle=linestyle,
         linewidth=1.5,
-        label=f"{label}: ECE {ece:.3f}",
+        label=label,
         gid=gid,
     )
+    return f"{label}: {expected_calibration_error(labels, p, n_bins):.3f}"
 
 
 @styled
@@ -44,8 +45,9 @@ def reliability_diagrams(
 
     Top: per method, the observed share of reduced scans against the mean calibrated
     P(reduced) in each of ``n_bins`` equal-width bins (empty bins left out), the images of all
-    splits pooled; the CNN's uncalibrated probability (``p_reduced_raw``) is dotted.  The legend
-    gives each curve's ECE on the pooled images.  Bottom: how many images fall in each bin.
+    splits pooled; the CNN's uncalibrated probability (``p_reduced_raw``) is dotted.  A box in
+    each panel gives each curve's ECE on the pooled images.  Bottom: how many calibrated
+    probabilities fall in each bin.
 
     Parameters
     ----------
@@ -81,32 +83,37 @@ def reliability_diagrams(
         by_setting = rows[rows["setting"] == setting]
         methods = ordered(by_setting["method"], METHODS)
         offsets = (np.arange(len(methods)) - (len(methods) - 1) / 2) * 0.8 / n_bins / len(methods)
+        eces = []
         for method, offset in zip(methods, offsets, strict=True):
             part = by_setting[by_setting["method"] == method]
             color = METHOD_COLORS.get(method, "#56B4E9")
             name = METHOD_NAMES.get(method, method)
             marker = METHOD_MARKERS.get(method, "o")
             if method == "cnn" and RAW in part and part[RAW].notna().all():
+                eces.append(
+                    _curve(
+                        top,
+                        part["label"],
+                        part[RAW],
+                        n_bins,
+                        color=color,
+                        marker=marker,
+                        linestyle=":",
+                        label=f"{name} uncalibrated",
+                        gid=f"reliability:{setting}:cnn_raw",
+                    )
+                )
+            eces.append(
                 _curve(
                     top,
                     part["label"],
-                    part[RAW],
+                    part["p_reduced"],
                     n_bins,
                     color=color,
                     marker=marker,
-                    linestyle=":",
-                    label=f"{name} uncalibrated",
-                    gid=f"reliability:{setting}:cnn_raw",
+                    label=name,
+                    gid=f"reliability:{setting}:{method}",
                 )
-            _curve(
-                top,
-                part["label"],
-                part["p_reduced"],
-                n_bins,
-                color=color,
-                marker=marker,
-                label=name,
-                gid=f"reliability:{setting}:{method}",
             )
             counts = reliability_bins(part["label"], part["p_reduced"], n_bins)["n"]
             bottom.bar(centres + offset, counts, 0.8 / n_bins / len(methods), color=color)
@@ -114,8 +121,21 @@ def reliability_diagrams(
         top.set_title(f"trained on {setting} ({n_splits} split{'s' * (n_splits > 1)} pooled)")
         top.set_xlim(0, 1)
         top.set_ylim(-0.02, 1.02)
-        top.legend(loc="lower right", framealpha=0.9)
+        top.text(
+            0.03,
+            0.97,
+            "ECE, pooled\n" + "\n".join(eces),
+            transform=top.transAxes,
+            va="top",
+            fontsize=9,
+            bbox={"facecolor": "white", "edgecolor": "#cccccc", "alpha": 0.85},
+        )
         bottom.set_xlabel(f"P(reduced), mean per bin\n(bars: calibrated images per 1/{n_bins})")
+    entries = {}
+    for ax in axes[0]:
+        handles, labels = ax.get_legend_handles_labels()
+        entries.update(zip(labels, handles, strict=True))
+    fig.legend(entries.values(), entries.keys(), loc="outside lower center", ncols=len(entries))
     axes[0, 0].set_ylabel("Observed share of reduced scans")
     axes[1, 0].set_ylabel("Images per bin")
     fig.suptitle(f"Reliability of P(reduced) on cohort {cohort}: test parts, {n_bins} bins")
