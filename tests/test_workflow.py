@@ -105,7 +105,7 @@ def test_small_run_calibrates_on_validation_and_scores_probabilities(small_run):
     assert len(pred) == (scores["part"] != "val").sum()
     assert set(pred["subject_id"]).isdisjoint(val["subject_id"])
     t = fit["calibration"]["temperature"]
-    np.testing.assert_allclose(pred["p_reduced"], expit(pred["logit"] / t), rtol=1e-6)
+    np.testing.assert_allclose(pred["p_reduced"], expit(pred["logit"] / t), atol=1e-5)
     sbr_model = small_run / "results/models/sbr_aal/mixed/split-0"
     cutoff = json.loads((sbr_model / "cutoff.json").read_text())
     assert cutoff["calibration"]["method"] == "platt" and cutoff["calibration"]["slope"] < 0
