@@ -1,4 +1,5 @@
-# CNN input per image (2D slab or 3D striatal box), then one model per (setting, split).
+# CNN input per image (2D slab or 3D striatal box), then one model per (setting, split) and its
+# calibration on the split's validation part.
 
 CNN = config["cnn"]
 
@@ -50,7 +51,7 @@ rule train_cnn:
         weights="results/models/cnn/{setting}/split-{split}/model.pt",
         sidecar="results/models/cnn/{setting}/split-{split}/model.json",
         history="results/models/cnn/{setting}/split-{split}/history.tsv",
-        predictions="results/models/cnn/{setting}/split-{split}/predictions.tsv",
+        scores="results/models/cnn/{setting}/split-{split}/scores.tsv",
     log:
         "logs/train_cnn/{setting}_{split}.log",
     threads: CNN["threads"]
@@ -64,5 +65,24 @@ rule train_cnn:
         train=CNN["train"],
         device=CNN["device"],
         seed=lambda w: derive_seed(SEED, "cnn", w.setting, w.split),
+    run:
+        run_rule(rule, input, output, params, wildcards, threads, log)
+
+
+# A rule of its own, so that another calibration method reruns no training.
+rule calibrate_cnn:
+    input:
+        scores=rules.train_cnn.output.scores,
+    output:
+        calibration="results/models/cnn/{setting}/split-{split}/calibration.json",
+        predictions="results/models/cnn/{setting}/split-{split}/predictions.tsv",
+    log:
+        "logs/calibrate_cnn/{setting}_{split}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        method=config["evaluation"]["calibration"]["method"],
     run:
         run_rule(rule, input, output, params, wildcards, threads, log)

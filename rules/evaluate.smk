@@ -14,6 +14,8 @@ rule metrics:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        ece_bins=config["evaluation"]["calibration"]["ece_bins"],
     script:
         "../scripts/metrics.py"
 

@@ -43,6 +43,11 @@ rule figures:
             caption="../report/training.rst",
             category="CNN",
         ),
+        reliability=report(
+            f"{FIG}/reliability.png",
+            caption="../report/reliability.rst",
+            category="Calibration",
+        ),
     log:
         "logs/figures/figures.log",
     conda:
@@ -56,6 +61,7 @@ rule figures:
         dpi=150,
         min_correlation=config["preprocess"]["qc_min_correlation"],
         max_centroid_error_mm=config["preprocess"]["qc_max_centroid_error_mm"],
+        ece_bins=config["evaluation"]["calibration"]["ece_bins"],
     script:
         "../scripts/figures.py"
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from datspect.figures import qc, results, sbr, style, training
+from datspect.figures import calibration, qc, results, sbr, style, training
 from datspect.io.tsv import read_tsv
 from datspect.workflow import runlog
 
@@ -16,6 +16,9 @@ development = p.development
 results.accuracy_bars(per_split, out.accuracy, study_cohort=development, dpi=p.dpi)
 results.roc_curves(predictions, out.roc, development, dpi=p.dpi)
 results.confusion_matrices(predictions, out.confusion, development, dpi=p.dpi)
+calibration.reliability_diagrams(
+    predictions, out.reliability, development, n_bins=p.ece_bins, dpi=p.dpi
+)
 sbr_table = read_tsv(snakemake.input.sbr)
 for method, path in (("sbr_aal", out.sbr), ("sbr_hv", out.sbr_hv)):
     if method in set(predictions["method"]):

@@ -96,7 +96,10 @@ def test_robustness_levels_default_from_the_schema(default_config):
     config = copy.deepcopy(default_config)
     del config["evaluation"]
     validated(config)
-    assert config["evaluation"] == {"robustness_fwhm_mm": [0, 6, 12, 18, 24]}
+    assert config["evaluation"] == {
+        "robustness_fwhm_mm": [0, 6, 12, 18, 24],
+        "calibration": {"method": "temperature", "ece_bins": 10},
+    }
 
 
 def _set(config, dotted, value):
@@ -126,6 +129,8 @@ def _set(config, dotted, value):
         ("cohorts.ppmi.simulate.n_normal", KeyError, r"cohorts.ppmi.simulate.*n_normal"),
         ("evaluation.robustness_fwhm_mm", [0, -6], r"evaluation.robustness_fwhm_mm.1.*-6"),
         ("evaluation.robustness_fwhm_mm", [6, 6], r"evaluation.robustness_fwhm_mm.*unique"),
+        ("evaluation.calibration.method", "isotonic", r"evaluation.calibration.method.*'isotonic'"),
+        ("evaluation.calibration.ece_bins", 0, r"evaluation.calibration.ece_bins.*minimum of 1"),
         (
             "simulation.cameras.ppmi.fwhm_mmm",
             16.0,

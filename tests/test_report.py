@@ -25,6 +25,7 @@ FIGURES = {
     "results/figures/qc_mosaic_ppmi.png": "Quality control",
     "results/figures/qc_mosaic_clinical.png": "Quality control",
     "results/figures/training_curves.png": "CNN",
+    "results/figures/reliability.png": "Calibration",
     "results/figures/robustness.png": "Robustness",
 }
 #: Every table shown in the report: its HTML page and the TSV it renders.

@@ -28,11 +28,17 @@ CHANGES = {
         ["smooth", "normalize", "sbr_aal", "sbr_hv", "cnn_input"],
         ["simulate_subject", "template"],
     ),
+    "evaluation:\n  calibration:\n    method: platt\n": (
+        [],
+        list(PER_IMAGE) + ["cnn_input_bundle", "train_cnn", "fit_sbr_cutoff", "sbr_table"],
+    ),
 }
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("change", list(CHANGES), ids=["hv_volume", "epochs", "smooth_fwhm"])
+@pytest.mark.parametrize(
+    "change", list(CHANGES), ids=["hv_volume", "epochs", "smooth_fwhm", "calibration"]
+)
 def test_config_edit_plans_only_what_depends_on_it(small_run, tmp_path, change):
     edit = tmp_path / "edit.yaml"
     edit.write_text(change)
@@ -48,6 +54,8 @@ def test_config_edit_plans_only_what_depends_on_it(small_run, tmp_path, change):
         assert counts["cnn_input_bundle"] == 2  # one per cohort
     if "epochs" in change:
         assert counts["train_cnn"] == 3 * 2  # settings x splits
+    if "epochs" in change or "calibration" in change:
+        assert counts["calibrate_cnn"] == 3 * 2
     if "hv_volume" in change:
         assert counts["fit_sbr_cutoff"] == 3 * 2  # HV only: settings x splits
         assert counts["sbr_method_table"] == 1

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO, job_counts, snakemake
+from scipy.special import expit
 
 BIN = Path(sys.executable).parent
 
@@ -82,6 +85,30 @@ def test_small_run_writes_the_contract_tables(small_run):
     qc = pd.read_csv(small_run / "results/qc/normalization.tsv", sep="\t")
     assert qc["centroid_error_mm"].notna().all()
     assert (small_run / "results/summary.md").read_text().startswith("# Results")
+
+
+@pytest.mark.workflow
+def test_small_run_calibrates_on_validation_and_scores_probabilities(small_run):
+    per_split = pd.read_csv(small_run / "results/metrics/per_split.tsv", sep="\t")
+    for column in ("log_loss", "brier", "ece"):
+        assert per_split[column].notna().all(), column
+    assert per_split["ece"].between(0, 1).all() and per_split["brier"].between(0, 1).all()
+    summary = pd.read_csv(small_run / "results/metrics/summary.tsv", sep="\t")
+    assert {"log_loss_mean", "log_loss_sd", "brier_mean", "ece_mean", "ece_sd"} <= set(summary)
+    model = small_run / "results/models/cnn/mixed/split-0"
+    fit = json.loads((model / "calibration.json").read_text())
+    assert fit["calibration"]["method"] == "temperature" and fit["calibration"]["temperature"] > 0
+    scores = pd.read_csv(model / "scores.tsv", sep="\t")
+    val = scores[scores["part"] == "val"]
+    assert fit["calibration"]["n_fit"] == len(val) > 0
+    pred = pd.read_csv(model / "predictions.tsv", sep="\t")
+    assert len(pred) == (scores["part"] != "val").sum()
+    assert set(pred["subject_id"]).isdisjoint(val["subject_id"])
+    t = fit["calibration"]["temperature"]
+    np.testing.assert_allclose(pred["p_reduced"], expit(pred["logit"] / t), atol=1e-5)
+    sbr_model = small_run / "results/models/sbr_aal/mixed/split-0"
+    cutoff = json.loads((sbr_model / "cutoff.json").read_text())
+    assert cutoff["calibration"]["method"] == "platt" and cutoff["calibration"]["slope"] < 0
 
 
 @pytest.mark.workflow

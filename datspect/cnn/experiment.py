@@ -1,5 +1,6 @@
 """One CNN model of the experiment: train on a split's training part, select on its validation
-part, score its test part (and, for the mixed setting, every scan of the independent cohorts).
+part, score its validation and test parts (and, for the mixed setting, every scan of the
+independent cohorts); the validation scores are what the calibration is fitted on.
 
 Inputs come from the per-cohort bundles of :mod:`datspect.features.cnn_bundle`.
 """
@@ -7,10 +8,11 @@ Inputs come from the per-cohort bundles of :mod:`datspect.features.cnn_bundle`.
 from __future__ import annotations
 
 import pandas as pd
+from scipy.special import expit
 
 from datspect.cnn.checkpoint import save_checkpoint
 from datspect.cnn.data import make_input_spec
-from datspect.cnn.train import predict, train_model
+from datspect.cnn.train import predict_logits, train_model
 from datspect.evaluation.splits import PARTS, check_no_leakage
 from datspect.vocabulary import IMAGES_OF_SETTING, INDEPENDENT_IMAGES
 
@@ -63,7 +65,11 @@ def run(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Train, select and score one (setting, split) model; save its checkpoint.
 
-    Returns the predictions table, the per-epoch history and the selected epoch's summary.
+    Returns the raw scores (validation and test part, and the independent cohorts for
+    ``mixed``; column ``part`` says which, ``logit`` is the log-odds of reduced and ``score``
+    its uncalibrated probability), the per-epoch history and the selected epoch's summary.
+    The probabilities are calibrated later, on the validation rows
+    (:func:`datspect.evaluation.scoring.calibrate_cnn`).
     """
     parts = split_parts(splits, split, dev_sheet)
     images = IMAGES_OF_SETTING[setting]
@@ -83,19 +89,22 @@ def run(
         device=device,
         log=log,
     )
-    scored = list(data["test"])
+    scored = [r | {"part": part} for part in ("val", "test") for r in data[part]]
     if setting == "mixed":
         for sheet in independent_sheets:
-            scored += _rows(sheet, sheet["subject_id"], INDEPENDENT_IMAGES, inputs)
-    p_reduced = predict(model, [r["array"] for r in scored], device=device)
+            rows = _rows(sheet, sheet["subject_id"], INDEPENDENT_IMAGES, inputs)
+            scored += [r | {"part": "independent"} for r in rows]
+    logits = predict_logits(model, [r["array"] for r in scored], device=device)
+    p_reduced = expit(logits)
     predictions = pd.DataFrame([{k: v for k, v in r.items() if k != "array"} for r in scored])
     predictions = predictions.assign(
         score=p_reduced,
         score_reduced=p_reduced,
-        prediction=(p_reduced >= 0.5).astype(int),
+        prediction=(logits >= 0).astype(int),
         method="cnn",
         setting=setting,
         split=split,
+        logit=logits,
     )
     shape = next(iter(items["train"]))[0].shape
     save_checkpoint(

@@ -264,6 +264,32 @@ def train_model(
     return model, history, best
 
 
+def predict_logits(
+    model: nn.Module, items, device: str = "auto", batch_size: int = 128
+) -> np.ndarray:
+    """Log-odds of reduced for each item: ``log P(reduced) - log P(not reduced)``.
+
+    The input of a calibration map (:mod:`datspect.evaluation.calibration`): exact where a
+    probability would round to 0 or 1.  Arguments as for :func:`predict`.
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape ``(N,)``; ``sigmoid`` of it is :func:`predict`'s probability.
+    """
+    dev = resolve_device(device)
+    x, _ = load_items(items, input_shape=getattr(model, "input_shape", None))
+    model = model.to(dev).eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            xb = torch.from_numpy(x[start : start + batch_size]).unsqueeze(1).to(dev)
+            log_p = torch.log_softmax(model(xb).double(), dim=1)
+            others = torch.cat([log_p[:, :1], log_p[:, 2:]], dim=1)
+            out.append((log_p[:, 1] - torch.logsumexp(others, dim=1)).cpu().numpy())
+    return np.concatenate(out)
+
+
 def predict(model: nn.Module, items, device: str = "auto", batch_size: int = 128) -> np.ndarray:
     """P(reduced) for each item.
 

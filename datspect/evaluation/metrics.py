@@ -15,6 +15,8 @@ from datspect.errors import InputError
 
 #: Metrics summarised over splits, in the column order of ``summary.tsv``.
 SUMMARY_METRICS = ("accuracy", "sensitivity", "specificity", "auc")
+#: Summarised as well when ``per_split`` has them, after those above.
+OPTIONAL_METRICS = ("balanced_accuracy", "log_loss", "brier", "ece")
 KEYS = ("cohort", "method", "setting")
 
 
@@ -86,7 +88,8 @@ def summarize(per_split: pd.DataFrame) -> pd.DataFrame:
     -------
     pandas.DataFrame
         ``cohort, method, setting, n_splits`` (rows = splits), then ``<metric>_mean, <metric>_sd``
-        for accuracy, sensitivity, specificity, auc and, if present, balanced_accuracy.  NaN
+        for accuracy, sensitivity, specificity, auc and, if present, balanced_accuracy,
+        log_loss, brier and ece.  NaN
         values (e.g. an AUC undefined in a one-class part) are left out of mean and SD; the SD of
         a single split is NaN.
 
@@ -95,9 +98,7 @@ def summarize(per_split: pd.DataFrame) -> pd.DataFrame:
     InputError
         Missing columns or a (cohort, method, setting, split) listed twice.
     """
-    metrics = list(SUMMARY_METRICS)
-    if "balanced_accuracy" in per_split.columns:
-        metrics.append("balanced_accuracy")
+    metrics = list(SUMMARY_METRICS) + [m for m in OPTIONAL_METRICS if m in per_split.columns]
     need = [*KEYS, "split", *metrics]
     missing = [c for c in need if c not in per_split.columns]
     if missing:

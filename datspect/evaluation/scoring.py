@@ -2,9 +2,14 @@
 the cutoffs and confusion counts over splits that the figures show.
 
 Predictions tables have one row per scored image: ``cohort, subject_id, image_setting, label,
-score, score_reduced, prediction, method, setting, split`` (+ ``cutoff`` for SBR methods), where
-``score`` is the method's own output (an SBR, or a CNN probability) and ``score_reduced`` is
-oriented so that higher means reduced (for the AUC).
+score, score_reduced, prediction, method, setting, split, p_reduced`` (+ ``cutoff`` for SBR
+methods, ``logit`` and ``p_reduced_raw`` for the CNN), where ``score`` is the method's own output
+(an SBR, or the CNN's uncalibrated probability), ``score_reduced`` is oriented so that higher
+means reduced (for the AUC) and ``p_reduced`` is the calibrated probability of reduced
+(:mod:`datspect.evaluation.calibration`): the CNN's calibrated on its split's validation part,
+the SBR methods' from a logistic fit of the label on the SBR of the training part.  Calls
+(``prediction``) do not depend on it: the Youden cutoff for SBR methods, the sign of the logit
+for the CNN.
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 from datspect.errors import InputError
+from datspect.evaluation import calibration, metrics, stats
 from datspect.evaluation import cutoff as cutoffs
-from datspect.evaluation import metrics, stats
 from datspect.io.tsv import cohort_rows, require_columns
 from datspect.vocabulary import IMAGES_OF_SETTING, INDEPENDENT_IMAGES, SBR_COLUMN, SETTINGS, ordered
 
@@ -42,7 +47,9 @@ def fit_sbr_cutoff(
     """Youden cutoff on the training part; predictions for the test part (and independent).
 
     The validation part is not used by SBR methods, as in the study.  Mixed-setting cutoffs are
-    also applied to every scan of the independent cohorts.
+    also applied to every scan of the independent cohorts.  ``p_reduced`` comes from a logistic
+    fit of the label on the SBR of the same training images (``calibration`` in the returned
+    model); the calls stay those of the cutoff.
     """
     column = SBR_COLUMN[method]
     dev = table[table["cohort"] == development]
@@ -50,6 +57,9 @@ def fit_sbr_cutoff(
     if train["label"].nunique() < 2:
         raise InputError(f"split {split}: the training part has one class only")
     fit = cutoffs.youden_cutoff(train[column].to_numpy(), train["label"].to_numpy())
+    probability = calibration.fit_calibration(
+        "platt", train[column].to_numpy(), train["label"].to_numpy()
+    )
     scored = [part_images(dev, splits, split, "test", setting)]
     if setting == "mixed":
         for cohort in independent:
@@ -64,6 +74,7 @@ def fit_sbr_cutoff(
         setting=setting,
         split=split,
         cutoff=fit["cutoff"],
+        p_reduced=calibration.apply_calibration(probability, pred[column].to_numpy()),
     )
     model = {
         "method": method,
@@ -73,12 +84,73 @@ def fit_sbr_cutoff(
         "n_train_images": len(train),
         "reduced_if": "sbr < cutoff",
         **{k: float(v) for k, v in fit.items()},
+        "calibration": probability | {"p_reduced": "sigmoid(slope * sbr + intercept)"},
     }
     return model, pred
 
 
-def per_split_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
-    """One row per (cohort, method, setting, split) with the contract's metric columns."""
+#: The rows of a CNN's scores table (``part``) that get calibrated probabilities and are scored.
+SCORED_PARTS = ("test", "independent")
+
+
+def calibrate_cnn(scores: pd.DataFrame, method: str) -> tuple[dict, pd.DataFrame]:
+    """Fit a CNN's calibration on its validation rows; the calibrated test/independent rows.
+
+    Parameters
+    ----------
+    scores : pandas.DataFrame
+        One CNN's scores (:func:`datspect.cnn.experiment.run`): the predictions columns plus
+        ``part`` (``val``, ``test``, ``independent``) and ``logit``.
+    method : {"temperature", "platt", "none"}
+        The calibration map (:func:`datspect.evaluation.calibration.fit_calibration`).
+
+    Returns
+    -------
+    model : dict
+        ``method, setting, split`` of the CNN and ``calibration``: the fitted map (e.g.
+        ``temperature``) with the validation part's log loss, Brier score and ECE (10 bins)
+        before (``val_raw``) and after (``val_calibrated``) it.
+    predictions : pandas.DataFrame
+        The test and independent rows without ``part``; ``p_reduced_raw`` is the model's own
+        probability, ``p_reduced`` the calibrated one.
+
+    Raises
+    ------
+    InputError
+        Missing columns, no validation rows, or a validation part with one class only.
+    """
+    require_columns(scores, ["part", "label", "logit", "method", "setting", "split"], "scores")
+    val = scores[scores["part"] == "val"]
+    if val.empty:
+        raise InputError("scores: no validation rows (part 'val'); rerun train_cnn")
+    if val["label"].nunique() < 2:
+        raise InputError(
+            f"split {scores['split'].iloc[0]}: the validation part has one class only; "
+            "a calibration needs both"
+        )
+    fit = calibration.fit_calibration(method, val["logit"].to_numpy(), val["label"].to_numpy())
+    raw = calibration.apply_calibration({"method": "none"}, val["logit"].to_numpy())
+    calibrated = calibration.apply_calibration(fit, val["logit"].to_numpy())
+    for name, p in (("raw", raw), ("calibrated", calibrated)):
+        fit[f"val_{name}"] = calibration.probability_metrics(val["label"], p)
+    model = {
+        "method": str(scores["method"].iloc[0]),
+        "setting": str(scores["setting"].iloc[0]),
+        "split": int(scores["split"].iloc[0]),
+        "fitted_on": "validation part",
+        "calibration": fit,
+    }
+    out = scores[scores["part"].isin(SCORED_PARTS)].drop(columns="part")
+    out = out.assign(
+        p_reduced_raw=calibration.apply_calibration({"method": "none"}, out["logit"].to_numpy()),
+        p_reduced=calibration.apply_calibration(fit, out["logit"].to_numpy()),
+    )
+    return model, out.reset_index(drop=True)
+
+
+def per_split_metrics(predictions: pd.DataFrame, ece_bins: int = 10) -> pd.DataFrame:
+    """One row per (cohort, method, setting, split) with the contract's metric columns, then
+    ``log_loss, brier, ece`` of ``p_reduced`` (``ece_bins`` equal-width bins; NaN without it)."""
     rows = []
     keys = ["cohort", "method", "setting", "split"]
     for key, part in predictions.groupby(keys, sort=True):
@@ -86,9 +158,14 @@ def per_split_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
         row.update(metrics.binary_metrics(part["label"], part["prediction"], part["score_reduced"]))
         cut = part["cutoff"].dropna() if "cutoff" in part else pd.Series(dtype=float)
         row["cutoff"] = float(cut.iloc[0]) if len(cut) else np.nan
+        p = part["p_reduced"] if "p_reduced" in part else pd.Series(dtype=float)
+        if len(p) and p.notna().all():
+            row.update(calibration.probability_metrics(part["label"], p, ece_bins))
+        else:
+            row.update(dict.fromkeys(calibration.PROBABILITY_METRICS, np.nan))
         rows.append(row)
     columns = keys + ["n", "accuracy", "sensitivity", "specificity", "balanced_accuracy"]
-    return pd.DataFrame(rows)[columns + ["auc", "cutoff"]]
+    return pd.DataFrame(rows)[columns + ["auc", "cutoff", *calibration.PROBABILITY_METRICS]]
 
 
 def mean_cutoffs(predictions: pd.DataFrame, method: str = "sbr_aal") -> pd.DataFrame:

@@ -188,6 +188,7 @@ def summary_markdown(
             study = STUDY_ACCURACY.get((method, setting))
             cells.append(ours + (f" [{study[0]:.3f} ± {study[1]:.3f}]" if study else ""))
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += _calibration_lines(summary, development, methods, settings)
     for cohort in cohorts:
         if cohort == development:
             continue
@@ -219,6 +220,29 @@ def summary_markdown(
         "",
     ]
     return "\n".join(lines)
+
+
+def _calibration_lines(summary, development, methods, settings) -> list[str]:
+    """ECE and Brier score of the calibrated P(reduced) per method and setting, if measured."""
+    if "ece_mean" not in summary or summary["ece_mean"].isna().all():
+        return []
+    lines = [
+        "",
+        "Calibration of P(reduced) on the same test parts: ECE / Brier score, mean over "
+        "splits (CNN: calibrated on each split's validation part; SBR: logistic fit on the "
+        "training part).",
+        "",
+        "| method | " + " | ".join(settings) + " |",
+        "|---|" + "---|" * len(settings),
+    ]
+    for method in methods:
+        cells = []
+        for setting in settings:
+            row = _row(summary, development, method, setting)
+            ok = row is not None and not np.isnan(row["ece_mean"])
+            cells.append(f"{row['ece_mean']:.3f} / {row['brier_mean']:.3f}" if ok else "–")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _verdicts(summary, paired, development, cohorts) -> list[str]:

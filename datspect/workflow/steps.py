@@ -239,7 +239,7 @@ def train_cnn(
     weights,
     sidecar,
     history,
-    predictions,
+    scores,
     input_kind,
     arch,
     train,
@@ -251,8 +251,8 @@ def train_cnn(
     log,
 ) -> str:
     """Train, select and test one CNN (setting, split): checkpoint ``weights`` with its
-    ``sidecar``, per-epoch ``history`` and test ``predictions``; progress is appended to the
-    job's ``log`` as it happens."""
+    ``sidecar``, per-epoch ``history`` and the uncalibrated ``scores`` of the validation and test
+    parts (and independent cohorts); progress is appended to the job's ``log`` as it happens."""
     from datspect.cnn import experiment  # torch: only workers that train import it
     from datspect.cnn.checkpoint import sidecar_path
     from datspect.features.cnn_bundle import load_inputs
@@ -281,5 +281,23 @@ def train_cnn(
         log=progress,
     )
     write_tsv(epochs, history)
-    write_tsv(table, predictions)
+    write_tsv(table, scores)
     return f"selected: {best}"
+
+
+def calibrate_cnn(scores, calibration, predictions, method, setting, split) -> str:
+    """Calibrate one CNN's probabilities on its validation rows (``method``: temperature, platt
+    or none): the fitted map in ``calibration``, the test and independent rows with the
+    calibrated ``p_reduced`` in ``predictions``."""
+    from datspect.evaluation import scoring
+
+    model, table = scoring.calibrate_cnn(read_tsv(scores), method)
+    _write_json(calibration, model)
+    write_tsv(table, predictions)
+    fit = model["calibration"]
+    before, after = fit["val_raw"], fit["val_calibrated"]
+    return (
+        f"cnn {setting} split {split}: {method} {json.dumps(fit, sort_keys=True)}; validation "
+        f"log loss {before['log_loss']:.4f} -> {after['log_loss']:.4f}, ECE "
+        f"{before['ece']:.4f} -> {after['ece']:.4f}"
+    )
