@@ -8,6 +8,9 @@ rule export_model:
     input:
         weights=expand(MIXED_MODELS, method="cnn", split=SPLITS, file="model.pt"),
         sidecars=expand(MIXED_MODELS, method="cnn", split=SPLITS, file="model.json"),
+        calibrations=expand(
+            MIXED_MODELS, method="cnn", split=SPLITS, file="calibration.json"
+        ),
         sbr_aal=expand(MIXED_MODELS, method="sbr_aal", split=SPLITS, file="cutoff.json"),
         sbr_hv=expand(MIXED_MODELS, method="sbr_hv", split=SPLITS, file="cutoff.json"),
         template=rules.template.output[0],

@@ -11,6 +11,7 @@ splits = list(p.splits)
 manifest = export.export_model(
     out_dir=Path(snakemake.output.manifest).parent,
     weights=dict(zip(splits, inp.weights, strict=True)),
+    calibrations=dict(zip(splits, inp.calibrations, strict=True)),
     cutoffs={
         "sbr_aal": dict(zip(splits, inp.sbr_aal, strict=True)),
         "sbr_hv": dict(zip(splits, inp.sbr_hv, strict=True)),
@@ -18,7 +19,15 @@ manifest = export.export_model(
     template=inp.template,
     sbr_table=inp.sbr,
     per_split=inp.per_split,
-    sources=[inp.sbr, inp.per_split, inp.splits, *inp.sheets, *inp.weights, *inp.sidecars],
+    sources=[
+        inp.sbr,
+        inp.per_split,
+        inp.splits,
+        *inp.sheets,
+        *inp.weights,
+        *inp.sidecars,
+        *inp.calibrations,
+    ],
     config=p.config,
     development=p.development,
 )

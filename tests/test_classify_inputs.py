@@ -173,7 +173,7 @@ def test_a_slab_run_exports_its_models_with_slab_sbr_cutoffs(slab_run, slab_mode
 @pytest.mark.workflow
 def test_a_slab_is_classified_as_the_workflow_scores_it(slab_run, slab_model, tmp_path):
     """PNG and stored NIfTI of one image: the workflow's slab SBRs and each model's P(reduced)."""
-    split, net = slab_model.cnns[0]
+    split, _, _ = slab_model.cnns[0]
     pred = read_tsv(slab_run / f"results/models/cnn/mixed/split-{split}/predictions.tsv")
     pred = pred[(pred["image_setting"] == "original") & (pred["label"] == 1)].iloc[0]
     image = pred["subject_id"]  # a test image of that split: <class>-<file stem>
@@ -192,7 +192,8 @@ def test_a_slab_is_classified_as_the_workflow_scores_it(slab_run, slab_model, tm
         for method, column in (("sbr_aal", "putamen"), ("sbr_hv", "hv_putamen")):
             value = results[0].row[f"{method}_putamen{side}"]
             assert value == pytest.approx(ref[f"{column}{side}"], rel=1e-5)
-    assert results[0].probabilities[0] == pytest.approx(pred["score"], abs=1e-5)
+    # calibrated as the workflow calibrates it (p_reduced, 6 significant digits in the table)
+    assert results[0].probabilities[0] == pytest.approx(pred["p_reduced"], abs=1e-5)
 
 
 @pytest.mark.workflow

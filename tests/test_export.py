@@ -77,7 +77,8 @@ def test_export_lists_every_file_with_its_hash_and_needs_no_pickle(exported, sma
 def test_exported_cnns_reproduce_the_workflow_predictions(exported, small_run):
     """The safetensors weights are the trained ones: same P(reduced) on the same test slabs."""
     model = export.load_model(exported)
-    for split, net in model.cnns:
+    for split, net, calibration in model.cnns:
+        assert calibration["method"] == "temperature" and calibration["temperature"] > 0
         pred = read_tsv(small_run / f"results/models/cnn/mixed/split-{split}/predictions.tsv")
         pred = pred[pred["cohort"] == "ppmi"]
         slabs = []

@@ -15,8 +15,10 @@ Decisions, also stated in the manifest:
 
 * **SBR**: reduced if the SBR is below the mean of the ten split cutoffs; ``*_votes`` counts
   the split cutoffs that call the scan reduced.
-* **CNN**: P(reduced) as mean ± SD (sample SD, ddof 1) over the models; reduced if the mean is
-  >= 0.5.  The models *disagree* when at least one gives P >= 0.5 and at least one P < 0.5.
+* **CNN**: each model's calibrated P(reduced) (its split's calibration map, fitted on that
+  split's validation part and stored in the manifest; an export without one uses the softmax),
+  as mean ± SD (sample SD, ddof 1) over the models; reduced if the mean is >= 0.5.  The models
+  *disagree* when at least one gives P >= 0.5 and at least one P < 0.5.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import pandas as pd
 
 from datspect.deploy import export, inputs
 from datspect.errors import InputError
+from datspect.evaluation.calibration import apply_calibration
 from datspect.features import sbr, slab
 from datspect.features.sbr_config import sbr_arguments
 from datspect.io.tsv import write_tsv
@@ -222,7 +225,7 @@ def classify_scan(
     ScanResult
     """
     from datspect.cnn import saliency
-    from datspect.cnn.train import predict
+    from datspect.cnn.train import predict_logits
 
     cfg = model.config
     name = str(path)
@@ -257,8 +260,14 @@ def classify_scan(
         row |= measure_slab_sbr(model, pixels, name) | {"sbr_measurement": "slab"}
     else:
         row["note"] = inputs.sbr_skipped_note(model.input_kind)
-    nets = [net for _, net in model.cnns]
-    probabilities = np.array([float(predict(net, [slab2d], device="cpu")[0]) for net in nets])
+    nets = [net for _, net, _ in model.cnns]
+    # each model's P(reduced) through its own calibration (fitted on its validation part)
+    probabilities = np.array(
+        [
+            float(apply_calibration(cal, predict_logits(net, [slab2d], device="cpu"))[0])
+            for _, net, cal in model.cnns
+        ]
+    )
     row |= cnn_fields(probabilities)
     attribution = saliency.ensemble_saliency(nets, slab2d)
     return ScanResult(row=row, slab=slab2d, probabilities=probabilities, saliency=attribution)

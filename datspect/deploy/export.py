@@ -69,7 +69,10 @@ PACKAGES = (
     "pandas",
 )
 #: The CNN decision and the ensemble-disagreement rule, stated once for the manifest and report.
-DECISION = "reduced if the mean P(reduced) of the models is >= 0.5"
+DECISION = (
+    "reduced if the mean of the models' calibrated P(reduced) (each through its cnn.models[]."
+    "calibration, fitted on its split's validation part) is >= 0.5"
+)
 DISAGREEMENT = (
     "the models disagree when at least one gives P(reduced) >= 0.5 and at least one < 0.5 "
     "(models on both sides of the decision threshold)"
@@ -127,6 +130,7 @@ def export_model(
     *,
     out_dir,
     weights: dict[int, str],
+    calibrations: dict[int, str],
     cutoffs: dict[str, dict[int, str]],
     template,
     sbr_table,
@@ -143,6 +147,9 @@ def export_model(
         The export folder (``results/model``).
     weights : dict
         ``{split: model.pt}`` of the mixed-setting CNNs (sidecars beside them).
+    calibrations : dict
+        ``{split: calibration.json}``: each CNN's probability calibration, fitted on its
+        split's validation part (:mod:`datspect.evaluation.calibration`).
     cutoffs : dict
         ``{method: {split: cutoff.json}}`` of the mixed-setting SBR methods.
     template : str or Path
@@ -192,6 +199,7 @@ def export_model(
                 "seed": meta["seed"],
                 "validation": meta["metrics"],
                 "n_parameters": meta["n_parameters"],
+                "calibration": json.loads(Path(calibrations[split]).read_text())["calibration"],
             }
         )
     for stale in (out_dir / "cnn").glob("split-*.safetensors"):  # from an export with more splits
@@ -274,7 +282,7 @@ class ExportedModel:
     manifest: dict
     config: dict  # the manifest's config, checked against the schema, defaults filled
     template: nib.Nifti1Image
-    cnns: list  # (split, torch model in eval mode)
+    cnns: list  # (split, torch model in eval mode, calibration map)
     cutoffs: pd.DataFrame
     development_sbr: pd.DataFrame
 
@@ -375,7 +383,9 @@ def load_model(path) -> ExportedModel:
     for entry in cnn["models"]:
         model = build_model(cnn["arch"], cnn["input"]["shape"])
         model.load_state_dict(load_file(str(path / entry["file"])), strict=True)
-        cnns.append((int(entry["split"]), model.eval()))
+        # exports older than the calibration step carry none: the softmax as it is
+        calibration = entry.get("calibration", {"method": "none"})
+        cnns.append((int(entry["split"]), model.eval(), calibration))
     template = nib.load(path / manifest["template"])
     template = nib.Nifti1Image(np.asarray(template.dataobj, dtype=np.float32), template.affine)
     return ExportedModel(

@@ -244,7 +244,7 @@ def _sbr_panel(ax, model, result, method: str) -> None:
 
 def _cnn_panel(ax, model, result) -> None:
     p = result.probabilities
-    splits = [split for split, _ in model.cnns]
+    splits = [split for split, _, _ in model.cnns]
     colors = [LABEL_COLORS[int(v >= 0.5)] for v in p]
     ax.scatter(np.arange(p.size), p, c=colors, edgecolors="black", s=50, zorder=3, gid="models")
     mean, sd = result.row["cnn_p_mean"], result.row["cnn_p_sd"]
