@@ -195,6 +195,11 @@ def test_sheet_cohort_needs_a_sheet(default_config):
         ("simulation.binding.age_ref", math.nan, r"'simulation.binding.age_ref' is not a finite"),
         ("simulation.cameras.clinic.head_offset_mm", [0.0, math.inf, 0.0], r"head_offset_mm.1'"),
         (
+            "simulation.cameras.ppmi.penetration_fraction",
+            0.8,
+            r"cameras.ppmi: scatter_fraction \+ penetration_fraction = 1.1, must be < 1",
+        ),
+        (
             "simulation.disease.atypical_weights",
             {"symmetric": 0.0, "caudate_dominant": 0.0},
             r"atypical_weights are all 0; give at least one pattern a positive weight",

@@ -277,17 +277,13 @@ def predict_logits(
     np.ndarray
         float64, shape ``(N,)``; ``sigmoid`` of it is :func:`predict`'s probability.
     """
-    dev = resolve_device(device)
-    x, _ = load_items(items, input_shape=getattr(model, "input_shape", None))
-    model = model.to(dev).eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            xb = torch.from_numpy(x[start : start + batch_size]).unsqueeze(1).to(dev)
-            log_p = torch.log_softmax(model(xb).double(), dim=1)
-            others = torch.cat([log_p[:, :1], log_p[:, 2:]], dim=1)
-            out.append((log_p[:, 1] - torch.logsumexp(others, dim=1)).cpu().numpy())
-    return np.concatenate(out)
+
+    def log_odds(out):
+        log_p = torch.log_softmax(out.double(), dim=1)
+        others = torch.cat([log_p[:, :1], log_p[:, 2:]], dim=1)
+        return log_p[:, 1] - torch.logsumexp(others, dim=1)
+
+    return _forward(model, items, device, batch_size, log_odds)
 
 
 def predict(model: nn.Module, items, device: str = "auto", batch_size: int = 128) -> np.ndarray:
@@ -307,6 +303,13 @@ def predict(model: nn.Module, items, device: str = "auto", batch_size: int = 128
     np.ndarray
         float64, shape ``(N,)``: softmax probability of class 1 (reduced).
     """
+    return _forward(
+        model, items, device, batch_size, lambda out: torch.softmax(out, dim=1)[:, 1].double()
+    )
+
+
+def _forward(model: nn.Module, items, device: str, batch_size: int, head) -> np.ndarray:
+    """``head`` of the model's output for each item, in batches, without gradients."""
     dev = resolve_device(device)
     x, _ = load_items(items, input_shape=getattr(model, "input_shape", None))
     model = model.to(dev).eval()
@@ -314,5 +317,5 @@ def predict(model: nn.Module, items, device: str = "auto", batch_size: int = 128
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
             xb = torch.from_numpy(x[start : start + batch_size]).unsqueeze(1).to(dev)
-            out.append(torch.softmax(model(xb), dim=1)[:, 1].double().cpu().numpy())
+            out.append(head(model(xb)).cpu().numpy())
     return np.concatenate(out)

@@ -177,17 +177,14 @@ def summary_markdown(
         "",
         f"Accuracy on the test parts of the `{development}` cohort, mean ± SD over "
         f"{int(summary['n_splits'].max())} splits; the study's figures in brackets.",
-        "",
-        "| method | " + " | ".join(settings) + " |",
-        "|---|" + "---|" * len(settings),
     ]
-    for method in methods:
-        cells = []
-        for setting in settings:
-            ours = _fmt(*_accuracy(summary, development, method, setting))
-            study = STUDY_ACCURACY.get((method, setting))
-            cells.append(ours + (f" [{study[0]:.3f} ± {study[1]:.3f}]" if study else ""))
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+
+    def accuracy_cell(method, setting):
+        ours = _fmt(*_accuracy(summary, development, method, setting))
+        study = STUDY_ACCURACY.get((method, setting))
+        return ours + (f" [{study[0]:.3f} ± {study[1]:.3f}]" if study else "")
+
+    lines += _method_setting_table(methods, settings, accuracy_cell)
     lines += _calibration_lines(summary, development, methods, settings)
     for cohort in cohorts:
         if cohort == development:
@@ -231,17 +228,21 @@ def _calibration_lines(summary, development, methods, settings) -> list[str]:
         "Calibration of P(reduced) on the same test parts: ECE / Brier score, mean over "
         "splits (CNN: calibrated on each split's validation part; SBR: logistic fit on the "
         "training part).",
-        "",
-        "| method | " + " | ".join(settings) + " |",
-        "|---|" + "---|" * len(settings),
     ]
+
+    def calibration_cell(method, setting):
+        row = _row(summary, development, method, setting)
+        ok = row is not None and not np.isnan(row["ece_mean"])
+        return f"{row['ece_mean']:.3f} / {row['brier_mean']:.3f}" if ok else "–"
+
+    return lines + _method_setting_table(methods, settings, calibration_cell)
+
+
+def _method_setting_table(methods, settings, cell) -> list[str]:
+    """A markdown table, a row per method and a column per setting, after a blank line."""
+    lines = ["", "| method | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
     for method in methods:
-        cells = []
-        for setting in settings:
-            row = _row(summary, development, method, setting)
-            ok = row is not None and not np.isnan(row["ece_mean"])
-            cells.append(f"{row['ece_mean']:.3f} / {row['brier_mean']:.3f}" if ok else "–")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} | " + " | ".join(cell(method, s) for s in settings) + " |")
     return lines
 
 

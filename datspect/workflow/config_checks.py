@@ -222,6 +222,15 @@ def check_semantics(config: dict, source: str = "config", files=()) -> None:
             "on the others."
         )
     cameras = config["simulation"]["cameras"]
+    for name, cam in cameras.items():
+        broad = cam["scatter_fraction"] + cam["penetration_fraction"]
+        if broad >= 1.0:
+            key = ["simulation", "cameras", name, "penetration_fraction"]
+            raise InputError(
+                f"{locate_key(files, key) or source}: simulation.cameras.{name}: "
+                f"scatter_fraction + penetration_fraction = {broad:g}, must be < 1 (the rest of "
+                "the counts are the primary image); lower one of them."
+            )
     for name, cohort in config["cohorts"].items():
         if cohort["source"] == "sheet" and not cohort.get("sheet"):
             where = _locate_any(files, [["cohorts", name]], source)
