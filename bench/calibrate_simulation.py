@@ -141,14 +141,6 @@ def evaluate(config: dict, real: tuple, *, n: int, seed: int, processes: int) ->
     return {**pairs, **accuracies, "loss": float(loss)}
 
 
-def _merge(base: dict, update: dict) -> dict:
-    out = dict(base)
-    for key, value in update.items():
-        both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _merge(out[key], value) if both else value
-    return out
-
-
 def _set(config: dict, dotted: str, value) -> None:
     node = config["simulation"]
     *path, last = dotted.split(".")
@@ -176,9 +168,11 @@ def main() -> None:
     ap.add_argument("--search", action="append", default=[], metavar="KEY=V1;V2;...")
     args = ap.parse_args()
 
+    from snakemake.utils import update_config
+
     config = {}
     for path in args.config:  # later files override earlier ones, as Snakemake merges them
-        config = _merge(config, schema.load_yaml(path))
+        update_config(config, schema.load_yaml(path))
     config = schema.with_defaults(config)
     real_slabs, real_labels, _ = realism.real_slabs(
         args.reference, n_slices=N_SLICES, reference=REFERENCE
