@@ -65,11 +65,12 @@ rule train_cnn:
         train=CNN["train"],
         device=CNN["device"],
         seed=lambda w: derive_seed(SEED, "cnn", w.setting, w.split),
+        mc_dropout_samples=config["evaluation"]["uncertainty"]["mc_dropout_samples"],
     run:
         run_rule(rule, input, output, params, wildcards, threads, log)
 
 
-# A rule of its own, so that another calibration method reruns no training.
+# A rule of its own, so that another calibration method or band reruns no training.
 rule calibrate_cnn:
     input:
         scores=rules.train_cnn.output.scores,
@@ -84,5 +85,6 @@ rule calibrate_cnn:
         runtime=5,
     params:
         method=config["evaluation"]["calibration"]["method"],
+        band=config["evaluation"]["uncertainty"],
     run:
         run_rule(rule, input, output, params, wildcards, threads, log)

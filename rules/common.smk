@@ -229,6 +229,7 @@ def all_targets():
         "results/metrics/summary.tsv",
         "results/metrics/paired_tests.tsv",
         "results/summary.md",
+        "results/metrics/uncertainty.tsv",
         "results/sbr/sbr.tsv",
         ["results/qc/normalization.tsv"] if VOLUME_COHORTS else [],
         expand("data/{cohort}/cohort.tsv", cohort=list(COHORTS)),
@@ -380,6 +381,7 @@ REPORT_TABLES = {
     "summary": "Metrics per cohort, method and setting: mean and SD over splits",
     "paired_tests": "Paired comparisons of settings and methods over splits",
     "robustness": "Accuracy on test scans smoothed with extra FWHM, per split",
+    "uncertainty": "Inconclusive calls per cohort, method, setting and split",
 }
 
 

@@ -42,3 +42,31 @@ rule summarize:
         sbr_not_scored=SBR_NOT_SCORED,
     script:
         "../scripts/summarize.py"
+
+
+rule uncertainty:
+    input:
+        predictions=rules.metrics.output.predictions,
+        sheets=expand("data/{cohort}/cohort.tsv", cohort=list(COHORTS)),
+    output:
+        table="results/metrics/uncertainty.tsv",
+        patterns="results/metrics/uncertainty_patterns.tsv",
+        figure=report(
+            "results/figures/coverage.png",
+            caption="../report/coverage.rst",
+            category="Calibration",
+        ),
+    log:
+        "logs/uncertainty/uncertainty.log",
+    conda:
+        "../envs/datspect.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        development=DEV,
+        independent=independent_cohorts(),
+        source=config["evaluation"]["uncertainty"]["source"],
+        dpi=150,
+    script:
+        "../scripts/uncertainty.py"

@@ -127,7 +127,7 @@ rule report_table:
     log:
         "logs/report_table/{table}.log",
     wildcard_constraints:
-        table="summary|paired_tests|robustness",
+        table="|".join(REPORT_TABLES),
     conda:
         "../envs/datspect.yaml"
     resources:

@@ -118,5 +118,6 @@ rule fit_sbr_cutoff:
     params:
         development=DEV,
         independent=sbr_independent_cohorts(),
+        band=config["evaluation"]["uncertainty"],
     run:
         run_rule(rule, input, output, params, wildcards, threads, log)

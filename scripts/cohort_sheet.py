@@ -27,6 +27,7 @@ if snakemake.params.source == "simulate":
                 "camera": truth["camera"],
                 "age": truth["age"],
                 "sex": truth["sex"],
+                "pattern": truth["pattern"],  # what inconclusive calls are cross-tabulated with
             }
         )
     sheet = pd.DataFrame(rows)

@@ -86,6 +86,7 @@ def _scores(seed: int = 1) -> pd.DataFrame:
             "setting": "mixed",
             "split": 3,
             "logit": 3 * z,
+            "logit_mc": 3 * z + np.random.default_rng(seed).normal(0, 0.3, z.size),
         }
     )
 

@@ -99,6 +99,12 @@ def test_robustness_levels_default_from_the_schema(default_config):
     assert config["evaluation"] == {
         "robustness_fwhm_mm": [0, 6, 12, 18, 24],
         "calibration": {"method": "temperature", "ece_bins": 10},
+        "uncertainty": {
+            "source": "mc_dropout",
+            "mc_dropout_samples": 20,
+            "target_caught": 0.8,
+            "max_flagged": 0.1,
+        },
     }
 
 

@@ -12,8 +12,9 @@ from scipy.special import expit
 
 from datspect.cnn.checkpoint import save_checkpoint
 from datspect.cnn.data import make_input_spec
-from datspect.cnn.train import predict_logits, train_model
+from datspect.cnn.train import mc_dropout_logits, predict_logits, train_model
 from datspect.evaluation.splits import PARTS, check_no_leakage
+from datspect.seeds import derive_seed
 from datspect.vocabulary import IMAGES_OF_SETTING, INDEPENDENT_IMAGES
 
 
@@ -58,6 +59,7 @@ def run(
     arch: dict,
     train_cfg: dict,
     seed: int,
+    mc_dropout_samples: int,
     threads: int,
     device: str,
     weights_out,
@@ -67,7 +69,9 @@ def run(
 
     Returns the raw scores (validation and test part, and the independent cohorts for
     ``mixed``; column ``part`` says which, ``logit`` is the log-odds of reduced and ``score``
-    its uncalibrated probability), the per-epoch history and the selected epoch's summary.
+    its uncalibrated probability; ``logit_mc`` and ``logit_mc_sd`` the mean and SD of the logits of
+    ``mc_dropout_samples`` MC-dropout passes), the per-epoch history and the selected epoch's
+    summary.
     The probabilities are calibrated later, on the validation rows
     (:func:`datspect.evaluation.scoring.calibrate_cnn`).
     """
@@ -94,7 +98,11 @@ def run(
         for sheet in independent_sheets:
             rows = _rows(sheet, sheet["subject_id"], INDEPENDENT_IMAGES, inputs)
             scored += [r | {"part": "independent"} for r in rows]
-    logits = predict_logits(model, [r["array"] for r in scored], device=device)
+    arrays = [r["array"] for r in scored]
+    logits = predict_logits(model, arrays, device=device)
+    mc = mc_dropout_logits(
+        model, arrays, mc_dropout_samples, seed=derive_seed(seed, "mc_dropout"), device=device
+    )
     p_reduced = expit(logits)
     predictions = pd.DataFrame([{k: v for k, v in r.items() if k != "array"} for r in scored])
     predictions = predictions.assign(
@@ -105,6 +113,8 @@ def run(
         setting=setting,
         split=split,
         logit=logits,
+        logit_mc=mc.mean(axis=1),
+        logit_mc_sd=mc.std(axis=1, ddof=1),
     )
     shape = next(iter(items["train"]))[0].shape
     save_checkpoint(

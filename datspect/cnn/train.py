@@ -264,6 +264,12 @@ def train_model(
     return model, history, best
 
 
+def _log_odds(out: torch.Tensor) -> torch.Tensor:
+    log_p = torch.log_softmax(out.double(), dim=1)
+    others = torch.cat([log_p[:, :1], log_p[:, 2:]], dim=1)
+    return log_p[:, 1] - torch.logsumexp(others, dim=1)
+
+
 def predict_logits(
     model: nn.Module, items, device: str = "auto", batch_size: int = 128
 ) -> np.ndarray:
@@ -277,13 +283,45 @@ def predict_logits(
     np.ndarray
         float64, shape ``(N,)``; ``sigmoid`` of it is :func:`predict`'s probability.
     """
+    return _forward(model, items, device, batch_size, _log_odds)
 
-    def log_odds(out):
-        log_p = torch.log_softmax(out.double(), dim=1)
-        others = torch.cat([log_p[:, :1], log_p[:, 2:]], dim=1)
-        return log_p[:, 1] - torch.logsumexp(others, dim=1)
 
-    return _forward(model, items, device, batch_size, log_odds)
+def mc_dropout_logits(
+    model: nn.Module,
+    items,
+    n_samples: int,
+    seed: int,
+    device: str = "auto",
+    batch_size: int = 128,
+) -> np.ndarray:
+    """Log-odds of reduced from ``n_samples`` forward passes with dropout active (MC dropout).
+
+    Only the dropout layers sample; batch normalisation keeps its running statistics, so each
+    pass is the trained network with a random subset of its units.  The draws come from the
+    torch generator seeded with ``seed``.
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape ``(N, n_samples)``.
+    """
+    if not isinstance(n_samples, int) or n_samples < 1:
+        raise InputError(f"MC dropout needs a positive number of samples, not {n_samples!r}")
+    model.eval()
+    dropouts = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    if not dropouts:
+        raise InputError("MC dropout: the model has no dropout layers (cnn.arch.dropout_*)")
+    torch.manual_seed(int(seed))
+    for m in dropouts:
+        m.train()
+    try:
+        passes = [
+            _forward(model, items, device, batch_size, _log_odds, keep_mode=True)
+            for _ in range(n_samples)
+        ]
+    finally:
+        model.eval()
+    return np.stack(passes, axis=1)
 
 
 def predict(model: nn.Module, items, device: str = "auto", batch_size: int = 128) -> np.ndarray:
@@ -308,11 +346,16 @@ def predict(model: nn.Module, items, device: str = "auto", batch_size: int = 128
     )
 
 
-def _forward(model: nn.Module, items, device: str, batch_size: int, head) -> np.ndarray:
-    """``head`` of the model's output for each item, in batches, without gradients."""
+def _forward(
+    model: nn.Module, items, device: str, batch_size: int, head, keep_mode: bool = False
+) -> np.ndarray:
+    """``head`` of the model's output for each item, in batches, without gradients; in eval
+    mode unless ``keep_mode`` (MC dropout sets its dropout layers to sample)."""
     dev = resolve_device(device)
     x, _ = load_items(items, input_shape=getattr(model, "input_shape", None))
-    model = model.to(dev).eval()
+    model = model.to(dev)
+    if not keep_mode:
+        model.eval()
     out = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
+from datspect import schema
 from datspect.errors import InputError
-from datspect.evaluation import calibration, metrics, stats
+from datspect.evaluation import calibration, metrics, stats, uncertainty
 from datspect.evaluation import cutoff as cutoffs
 from datspect.io.tsv import cohort_rows, require_columns
 from datspect.vocabulary import IMAGES_OF_SETTING, INDEPENDENT_IMAGES, SBR_COLUMN, SETTINGS, ordered
@@ -43,13 +44,16 @@ def fit_sbr_cutoff(
     split: int,
     development: str,
     independent: list[str],
+    band: dict | None = None,
 ) -> tuple[dict, pd.DataFrame]:
     """Youden cutoff on the training part; predictions for the test part (and independent).
 
-    The validation part is not used by SBR methods, as in the study.  Mixed-setting cutoffs are
-    also applied to every scan of the independent cohorts.  ``p_reduced`` comes from a logistic
-    fit of the label on the SBR of the same training images (``calibration`` in the returned
-    model); the calls stay those of the cutoff.
+    The cutoff does not use the validation part, as in the study; only the borderline band
+    around it (``band``: ``evaluation.uncertainty``, schema defaults when None;
+    :func:`datspect.evaluation.uncertainty.choose_band` on ``|SBR - cutoff|``) is chosen there.
+    Mixed-setting cutoffs are also applied to every scan of the independent cohorts.
+    ``p_reduced`` comes from a logistic fit of the label on the SBR of the same training images
+    (``calibration`` in the returned model); the calls stay those of the cutoff.
     """
     column = SBR_COLUMN[method]
     dev = table[table["cohort"] == development]
@@ -59,6 +63,17 @@ def fit_sbr_cutoff(
     fit = cutoffs.youden_cutoff(train[column].to_numpy(), train["label"].to_numpy())
     probability = calibration.fit_calibration(
         "platt", train[column].to_numpy(), train["label"].to_numpy()
+    )
+    band = band or schema.defaults("evaluation", "uncertainty")
+    val = part_images(dev, splits, split, "val", setting)
+    if val.empty:
+        raise InputError(f"split {split}: the validation part is empty; a band needs it")
+    val_sbr = val[column].to_numpy()
+    borderline = uncertainty.choose_band(
+        uncertainty.sbr_margin(val_sbr, fit["cutoff"]),
+        cutoffs.predict_with_cutoff(val_sbr, fit["cutoff"]) == val["label"].to_numpy(),
+        target_caught=band["target_caught"],
+        max_flagged=band["max_flagged"],
     )
     scored = [part_images(dev, splits, split, "test", setting)]
     if setting == "mixed":
@@ -75,7 +90,10 @@ def fit_sbr_cutoff(
         split=split,
         cutoff=fit["cutoff"],
         p_reduced=calibration.apply_calibration(probability, pred[column].to_numpy()),
+        margin=uncertainty.sbr_margin(pred[column].to_numpy(), fit["cutoff"]),
+        half_width=borderline["half_width"],
     )
+    pred = pred.assign(inconclusive=pred["margin"] < borderline["half_width"])
     model = {
         "method": method,
         "setting": setting,
@@ -85,6 +103,7 @@ def fit_sbr_cutoff(
         "reduced_if": "sbr < cutoff",
         **{k: float(v) for k, v in fit.items()},
         "calibration": probability | {"p_reduced": "sigmoid(slope * sbr + intercept)"},
+        "inconclusive": {"source": "sbr", "margin": "|sbr - cutoff|"} | borderline,
     }
     return model, pred
 
@@ -93,8 +112,11 @@ def fit_sbr_cutoff(
 SCORED_PARTS = ("test", "independent")
 
 
-def calibrate_cnn(scores: pd.DataFrame, method: str) -> tuple[dict, pd.DataFrame]:
-    """Fit a CNN's calibration on its validation rows; the calibrated test/independent rows.
+def calibrate_cnn(
+    scores: pd.DataFrame, method: str, band: dict | None = None
+) -> tuple[dict, pd.DataFrame]:
+    """Fit a CNN's calibration and its inconclusive band on its validation rows; the calibrated
+    test/independent rows with their calls.
 
     Parameters
     ----------
@@ -103,16 +125,22 @@ def calibrate_cnn(scores: pd.DataFrame, method: str) -> tuple[dict, pd.DataFrame
         ``part`` (``val``, ``test``, ``independent``) and ``logit``.
     method : {"temperature", "platt", "none"}
         The calibration map (:func:`datspect.evaluation.calibration.fit_calibration`).
+    band : dict, optional
+        ``evaluation.uncertainty`` (``source``, ``target_caught``, ``max_flagged``; the schema's
+        defaults when None): the inconclusive band
+        (:func:`datspect.evaluation.uncertainty.choose_band`) is put on the calibrated
+        probability of ``source`` (``single_pass``: ``logit``; ``mc_dropout``: ``logit_mc``).
 
     Returns
     -------
     model : dict
-        ``method, setting, split`` of the CNN and ``calibration``: the fitted map (e.g.
+        ``method, setting, split`` of the CNN, ``calibration``: the fitted map (e.g.
         ``temperature``) with the validation part's log loss, Brier score and ECE (10 bins)
-        before (``val_raw``) and after (``val_calibrated``) it.
+        before (``val_raw``) and after (``val_calibrated``) it, and ``inconclusive``: the band.
     predictions : pandas.DataFrame
         The test and independent rows without ``part``; ``p_reduced_raw`` is the model's own
-        probability, ``p_reduced`` the calibrated one.
+        probability, ``p_reduced`` the calibrated one, ``p_reduced_mc`` the calibrated MC-dropout
+        one; ``margin``, ``half_width`` and ``inconclusive`` the band's call.
 
     Raises
     ------
@@ -133,17 +161,35 @@ def calibrate_cnn(scores: pd.DataFrame, method: str) -> tuple[dict, pd.DataFrame
     calibrated = calibration.apply_calibration(fit, val["logit"].to_numpy())
     for name, p in (("raw", raw), ("calibrated", calibrated)):
         fit[f"val_{name}"] = calibration.probability_metrics(val["label"], p)
+    band = band or schema.defaults("evaluation", "uncertainty")
+    logit_column = {"single_pass": "logit", "mc_dropout": "logit_mc"}[band["source"]]
+    require_columns(scores, [logit_column], "scores")
+    val_margin = uncertainty.cnn_margin(
+        calibration.apply_calibration(fit, val[logit_column].to_numpy())
+    )
+    chosen = uncertainty.choose_band(
+        val_margin,
+        val["prediction"].to_numpy() == val["label"].to_numpy(),
+        target_caught=band["target_caught"],
+        max_flagged=band["max_flagged"],
+    )
     model = {
         "method": str(scores["method"].iloc[0]),
         "setting": str(scores["setting"].iloc[0]),
         "split": int(scores["split"].iloc[0]),
         "fitted_on": "validation part",
         "calibration": fit,
+        "inconclusive": {"source": band["source"], "margin": "|P(reduced) - 0.5|"} | chosen,
     }
     out = scores[scores["part"].isin(SCORED_PARTS)].drop(columns="part")
+    margin = uncertainty.cnn_margin(calibration.apply_calibration(fit, out[logit_column]))
     out = out.assign(
         p_reduced_raw=calibration.apply_calibration({"method": "none"}, out["logit"].to_numpy()),
         p_reduced=calibration.apply_calibration(fit, out["logit"].to_numpy()),
+        p_reduced_mc=calibration.apply_calibration(fit, out["logit_mc"].to_numpy()),
+        margin=margin,
+        half_width=chosen["half_width"],
+        inconclusive=margin < chosen["half_width"],
     )
     return model, out.reset_index(drop=True)
 

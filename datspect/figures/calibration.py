@@ -1,4 +1,5 @@
-"""The reliability diagram: calibrated P(reduced) against the observed share of reduced scans.
+"""The reliability diagram (calibrated P(reduced) against the observed share of reduced scans)
+and the accuracy-vs-coverage figure of the inconclusive calls.
 
 The bins and the ECE come from :mod:`datspect.evaluation.calibration`, so the figure shows the
 quantity ``per_split.tsv`` reports (here of the test parts pooled over splits).
@@ -11,6 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from datspect.evaluation.calibration import expected_calibration_error, reliability_bins
+from datspect.evaluation.uncertainty import coverage_curve
 from datspect.figures.style import DPI, METHOD_COLORS, METHOD_MARKERS, new_figure, save, styled
 from datspect.io.tsv import cohort_rows, require_columns
 from datspect.vocabulary import METHOD_NAMES, METHODS, SETTINGS, ordered
@@ -139,5 +141,72 @@ def reliability_diagrams(
     axes[0, 0].set_ylabel("Observed share of reduced scans")
     axes[1, 0].set_ylabel("Images per bin")
     fig.suptitle(f"Reliability of P(reduced) on cohort {cohort}: test parts, {n_bins} bins")
+    save(fig, out, dpi)
+    return fig
+
+
+@styled
+def coverage_figure(predictions: pd.DataFrame, out, cohort: str, *, dpi: int = DPI) -> Figure:
+    """Accuracy against coverage on one cohort's scored images, one panel per setting.
+
+    Per method, the images of all splits pooled and set aside least certain first (smallest
+    margin: :func:`datspect.evaluation.uncertainty.coverage_curve`); a dot marks where the
+    validation-chosen bands put it (share kept, accuracy on the conclusive images).
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        At least ``cohort, method, setting, label, prediction, margin, inconclusive``.
+    out : str or Path
+    cohort : str
+    dpi : int
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Curves have the gid ``coverage:<setting>:<method>``.
+    """
+    cols = ["cohort", "method", "setting", "label", "prediction", "margin", "inconclusive"]
+    require_columns(predictions, cols, "predictions")
+    rows = cohort_rows(predictions, cohort, "predictions")
+    settings = ordered(rows["setting"], SETTINGS)
+    fig = new_figure(max(4.8, 3.8 * len(settings)), 4.2)
+    axes = fig.subplots(1, len(settings), squeeze=False, sharey=True)[0]
+    for ax, setting in zip(axes, settings, strict=True):
+        by_setting = rows[rows["setting"] == setting]
+        for method in ordered(by_setting["method"], METHODS):
+            part = by_setting[by_setting["method"] == method]
+            correct = (part["prediction"] == part["label"]).to_numpy()
+            curve = coverage_curve(part["margin"], correct)
+            color = METHOD_COLORS.get(method, "#56B4E9")
+            name = METHOD_NAMES.get(method, method)
+            ax.plot(
+                curve["coverage"],
+                curve["accuracy"],
+                color=color,
+                linewidth=1.5,
+                label=name,
+                gid=f"coverage:{setting}:{method}",
+            )
+            conclusive = ~part["inconclusive"].astype(bool).to_numpy()
+            if conclusive.any():
+                ax.plot(
+                    conclusive.mean(),
+                    correct[conclusive].mean(),
+                    marker=METHOD_MARKERS.get(method, "o"),
+                    color=color,
+                    markeredgecolor="black",
+                    markersize=7,
+                    linestyle="none",
+                )
+        ax.set_title(f"trained on {setting}")
+        ax.set_xlim(1.0, 0.5)
+        ax.set_xlabel("Coverage (share of images called)")
+    axes[0].set_ylabel("Accuracy on the images called")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=max(1, len(labels)))
+    fig.suptitle(
+        f"Accuracy vs coverage on cohort {cohort} (splits pooled; dots: validation-chosen bands)"
+    )
     save(fig, out, dpi)
     return fig

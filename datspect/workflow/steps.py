@@ -212,9 +212,10 @@ def cnn_input(
 
 
 def fit_sbr_cutoff(
-    sbr_table, splits, cutoff, predictions, development, independent, method, setting, split
+    sbr_table, splits, cutoff, predictions, development, independent, band, method, setting, split
 ) -> str:
-    """Youden cutoff of one SBR method on the training part of one split and setting."""
+    """Youden cutoff of one SBR method on the training part of one split and setting, and its
+    borderline band on the validation part (``band``: ``evaluation.uncertainty``)."""
     from datspect.evaluation import scoring  # scikit-learn: only workers that fit import it
 
     model, table = scoring.fit_sbr_cutoff(
@@ -225,6 +226,7 @@ def fit_sbr_cutoff(
         split=int(split),
         development=development,
         independent=independent,
+        band=band,
     )
     imageio.atomic_write_text(cutoff, json.dumps(model, indent=1) + "\n")
     write_tsv(table, predictions)
@@ -245,14 +247,16 @@ def train_cnn(
     train,
     device,
     seed,
+    mc_dropout_samples,
     setting,
     split,
     threads,
     log,
 ) -> str:
     """Train, select and test one CNN (setting, split): checkpoint ``weights`` with its
-    ``sidecar``, per-epoch ``history`` and the uncalibrated ``scores`` of the validation and test
-    parts (and independent cohorts); progress is appended to the job's ``log`` as it happens."""
+    ``sidecar``, per-epoch ``history`` and the uncalibrated ``scores`` (single pass and
+    ``mc_dropout_samples`` MC-dropout passes) of the validation and test parts (and independent
+    cohorts); progress is appended to the job's ``log`` as it happens."""
     from datspect.cnn import experiment  # torch: only workers that train import it
     from datspect.cnn.checkpoint import sidecar_path
     from datspect.features.cnn_bundle import load_inputs
@@ -275,6 +279,7 @@ def train_cnn(
         arch=arch,
         train_cfg=train,
         seed=seed,
+        mc_dropout_samples=int(mc_dropout_samples),
         threads=threads,
         device=device,
         weights_out=weights,
@@ -285,13 +290,14 @@ def train_cnn(
     return f"selected: {best}"
 
 
-def calibrate_cnn(scores, calibration, predictions, method, setting, split) -> str:
+def calibrate_cnn(scores, calibration, predictions, method, band, setting, split) -> str:
     """Calibrate one CNN's probabilities on its validation rows (``method``: temperature, platt
-    or none): the fitted map in ``calibration``, the test and independent rows with the
-    calibrated ``p_reduced`` in ``predictions``."""
+    or none) and choose its inconclusive band there (``band``: ``evaluation.uncertainty``): the
+    fitted map and band in ``calibration``, the test and independent rows with the calibrated
+    ``p_reduced`` and the inconclusive call in ``predictions``."""
     from datspect.evaluation import scoring
 
-    model, table = scoring.calibrate_cnn(read_tsv(scores), method)
+    model, table = scoring.calibrate_cnn(read_tsv(scores), method, band)
     _write_json(calibration, model)
     write_tsv(table, predictions)
     fit = model["calibration"]
@@ -299,5 +305,6 @@ def calibrate_cnn(scores, calibration, predictions, method, setting, split) -> s
     return (
         f"cnn {setting} split {split}: {method} {json.dumps(fit, sort_keys=True)}; validation "
         f"log loss {before['log_loss']:.4f} -> {after['log_loss']:.4f}, ECE "
-        f"{before['ece']:.4f} -> {after['ece']:.4f}"
+        f"{before['ece']:.4f} -> {after['ece']:.4f}; inconclusive band "
+        f"{json.dumps(model['inconclusive'], sort_keys=True)}"
     )
