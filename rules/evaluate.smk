@@ -25,6 +25,7 @@ rule summarize:
         per_split=rules.metrics.output.per_split,
         predictions=rules.metrics.output.predictions,
         splits=rules.splits.output[0],
+        uncertainty="results/metrics/uncertainty.tsv",
     output:
         summary="results/metrics/summary.tsv",
         paired="results/metrics/paired_tests.tsv",

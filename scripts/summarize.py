@@ -19,7 +19,12 @@ p = snakemake.params
 atomic_write_text(
     snakemake.output.markdown,
     summary_markdown(
-        summary, paired, p.development, sources=p.sources, sbr_not_scored=p.sbr_not_scored
+        summary,
+        paired,
+        p.development,
+        sources=p.sources,
+        sbr_not_scored=p.sbr_not_scored,
+        uncertainty=read_tsv(snakemake.input.uncertainty),
     ),
 )
 note = sbr_not_reported_line(p.development, p.sources, p.sbr_not_scored)

@@ -14,11 +14,18 @@ place.  A scan may also be on the MNI grid already (registration skipped) or a p
 Decisions, also stated in the manifest:
 
 * **SBR**: reduced if the SBR is below the mean of the ten split cutoffs; ``*_votes`` counts
-  the split cutoffs that call the scan reduced.
+  the split cutoffs that call the scan reduced; *inconclusive* (borderline) when
+  ``|SBR - mean cutoff|`` is below the median of the splits' borderline bands (``*_band``).
 * **CNN**: each model's calibrated P(reduced) (its split's calibration map, fitted on that
   split's validation part and stored in the manifest; an export without one uses the softmax),
-  as mean ± SD (sample SD, ddof 1) over the models; reduced if the mean is >= 0.5.  The models
-  *disagree* when at least one gives P >= 0.5 and at least one P < 0.5.
+  as mean ± SD (sample SD, ddof 1) over the models; reduced if the mean is >= 0.5;
+  *inconclusive* when the mean of the probabilities the bands were chosen on (MC dropout by
+  default) lies within the median band of 0.5 (``cnn_band``; ``cnn_reason`` says why).  The
+  models *disagree* when at least one gives P >= 0.5 and at least one P < 0.5.
+
+The bands were chosen on each split's validation part
+(:mod:`datspect.evaluation.uncertainty`), and the workflow scores this very ensemble rule on
+its independent cohorts (``split`` ``ensemble`` in results/metrics/uncertainty.tsv).
 """
 
 from __future__ import annotations
@@ -57,13 +64,15 @@ COLUMNS = [
     *(
         f"{method}_{field}"
         for method in SBR_COLUMN
-        for field in ("putamen", "putamen_l", "putamen_r", "cutoff", "call", "votes")
+        for field in ("putamen", "putamen_l", "putamen_r", "cutoff", "band", "call", "votes")
     ),
     "cnn_p_mean",
     "cnn_p_sd",
     "cnn_p_min",
     "cnn_p_max",
+    "cnn_band",
     "cnn_call",
+    "cnn_reason",
     "cnn_votes",
     "cnn_disagreement",
 ]
@@ -111,13 +120,15 @@ def _sbr_fields(model: export.ExportedModel, method: str, values: dict) -> dict:
     key = SBR_COLUMN[method]
     cutoffs = model.method_cutoffs(method)
     value = float(values[key])
-    cut = float(cutoffs.mean())
+    cut, band = float(cutoffs.mean()), model.sbr_band(method)
+    call = "reduced" if value < cut else "normal"
     return {
         f"{method}_putamen": value,
         f"{method}_putamen_l": float(values[f"{key}_l"]),
         f"{method}_putamen_r": float(values[f"{key}_r"]),
         f"{method}_cutoff": cut,
-        f"{method}_call": "reduced" if value < cut else "normal",
+        f"{method}_band": band,
+        f"{method}_call": "inconclusive" if abs(value - cut) < band else call,
         f"{method}_votes": f"{int((value < cutoffs).sum())}/{cutoffs.size}",
     }
 
@@ -142,16 +153,27 @@ def measure_slab_sbr(model: export.ExportedModel, slab2d: np.ndarray, name: str)
     return _sbr_fields(model, "sbr_aal", aal) | _sbr_fields(model, "sbr_hv", hv)
 
 
-def cnn_fields(probabilities: np.ndarray) -> dict:
-    """Ensemble summary of the models' P(reduced) (decision and disagreement: module notes)."""
+def cnn_fields(probabilities: np.ndarray, band_probabilities=None, band: float = 0.0) -> dict:
+    """Ensemble summary of the models' P(reduced) (decision, inconclusive band and
+    disagreement: module notes); ``band_probabilities`` are those the band was chosen on (the
+    MC-dropout ones; None: ``probabilities``), ``band`` its half-width."""
     p = np.asarray(probabilities, dtype=float)
+    q = p if band_probabilities is None else np.asarray(band_probabilities, dtype=float)
     votes = int((p >= 0.5).sum())
+    call = "reduced" if p.mean() >= 0.5 else "normal"
+    inside = abs(q.mean() - 0.5) < band
+    where = "inside" if inside else "outside"
+    reason = (
+        f"mean P(reduced) {q.mean():.3f} {where} the band 0.5 ± {band:.3f}; votes {votes}/{p.size}"
+    )
     return {
         "cnn_p_mean": float(p.mean()),
         "cnn_p_sd": float(p.std(ddof=1)) if p.size > 1 else 0.0,
         "cnn_p_min": float(p.min()),
         "cnn_p_max": float(p.max()),
-        "cnn_call": "reduced" if p.mean() >= 0.5 else "normal",
+        "cnn_band": float(band),
+        "cnn_call": "inconclusive" if inside else call,
+        "cnn_reason": reason,
         "cnn_votes": f"{votes}/{p.size}",
         "cnn_disagreement": bool(0 < votes < p.size),
     }
@@ -225,7 +247,7 @@ def classify_scan(
     ScanResult
     """
     from datspect.cnn import saliency
-    from datspect.cnn.train import predict_logits
+    from datspect.cnn.train import mc_dropout_logits, predict_logits
 
     cfg = model.config
     name = str(path)
@@ -268,7 +290,22 @@ def classify_scan(
             for _, net, cal in model.cnns
         ]
     )
-    row |= cnn_fields(probabilities)
+    band_probabilities = None
+    if model.band_source == "mc_dropout":
+        n_samples = cfg["evaluation"]["uncertainty"]["mc_dropout_samples"]
+        seed = derive_seed(cfg["seed"], "classify", "mc_dropout", slab2d.tobytes().hex()[:64])
+        band_probabilities = np.array(
+            [
+                float(
+                    apply_calibration(
+                        cal,
+                        mc_dropout_logits(net, [slab2d], n_samples, seed, device="cpu").mean(1),
+                    )[0]
+                )
+                for _, net, cal in model.cnns
+            ]
+        )
+    row |= cnn_fields(probabilities, band_probabilities, model.cnn_band)
     attribution = saliency.ensemble_saliency(nets, slab2d)
     return ScanResult(row=row, slab=slab2d, probabilities=probabilities, saliency=attribution)
 
@@ -343,7 +380,7 @@ def summary_line(row: dict) -> str:
     sbrs = (
         "".join(
             f"{METHOD_NAMES[m]} {slab_sbr}{row[f'{m}_putamen']:.2f} {row[f'{m}_call']} "
-            f"(cutoff {row[f'{m}_cutoff']:.2f}); "
+            f"(cutoff {row[f'{m}_cutoff']:.2f} ± {row[f'{m}_band']:.2f}); "
             for m in SBR_COLUMN
         )
         if row.get("sbr_measurement")
@@ -352,6 +389,6 @@ def summary_line(row: dict) -> str:
     how = f"{row['input_kind']} input, {'registered' if row['registered'] else 'not registered'}"
     return (
         f"{row['scan']}: CNN {row['cnn_call']} (P(reduced) {row['cnn_p_mean']:.2f} ± "
-        f"{row['cnn_p_sd']:.2f}, {row['cnn_votes']} models reduced{flag}); "
+        f"{row['cnn_p_sd']:.2f}, {row['cnn_votes']} models reduced{flag}; {row['cnn_reason']}); "
         f"{sbrs}{how}; {row['seconds']:.1f} s"
     )

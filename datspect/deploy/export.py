@@ -73,6 +73,12 @@ DECISION = (
     "reduced if the mean of the models' calibrated P(reduced) (each through its cnn.models[]."
     "calibration, fitted on its split's validation part) is >= 0.5"
 )
+INCONCLUSIVE = (
+    "inconclusive when |mean P - 0.5| (P: each model's calibrated P(reduced) of its "
+    "cnn.models[].inconclusive.source, MC dropout or single pass) is below the median of the "
+    "models' inconclusive.half_width, and an SBR when |SBR - mean cutoff| is below the median of "
+    "its cutoffs' half_width; every band was chosen on its split's validation part"
+)
 DISAGREEMENT = (
     "the models disagree when at least one gives P(reduced) >= 0.5 and at least one < 0.5 "
     "(models on both sides of the decision threshold)"
@@ -199,7 +205,10 @@ def export_model(
                 "seed": meta["seed"],
                 "validation": meta["metrics"],
                 "n_parameters": meta["n_parameters"],
-                "calibration": json.loads(Path(calibrations[split]).read_text())["calibration"],
+                **{
+                    k: json.loads(Path(calibrations[split]).read_text())[k]
+                    for k in ("calibration", "inconclusive")
+                },
             }
         )
     for stale in (out_dir / "cnn").glob("split-*.safetensors"):  # from an export with more splits
@@ -256,6 +265,7 @@ def export_model(
             "models": models,
             "decision": DECISION,
             "disagreement": DISAGREEMENT,
+            "inconclusive": INCONCLUSIVE,
         },
         "metrics": metrics.to_dict(orient="records"),
         "sources": {str(path): sha256_file(path) for path in sorted(map(str, sources))},
@@ -267,11 +277,12 @@ def export_model(
 
 
 def _cutoff_fields(fit: dict) -> dict:
-    return {
+    fields = {
         k: fit[k]
         for k in ("cutoff", "youden_j", "sensitivity", "specificity", "n_train_images")
         if k in fit
     }
+    return fields | {"half_width": fit["inconclusive"]["half_width"]}
 
 
 @dataclass
@@ -283,6 +294,7 @@ class ExportedModel:
     config: dict  # the manifest's config, checked against the schema, defaults filled
     template: nib.Nifti1Image
     cnns: list  # (split, torch model in eval mode, calibration map)
+    bands: dict  # split -> the CNN's inconclusive band (empty: an export without bands)
     cutoffs: pd.DataFrame
     development_sbr: pd.DataFrame
 
@@ -294,6 +306,28 @@ class ExportedModel:
     def method_cutoffs(self, method: str) -> np.ndarray:
         """The cutoffs of one SBR method, one per split."""
         return self.cutoffs.loc[self.cutoffs["method"] == method, "cutoff"].to_numpy(float)
+
+    def sbr_band(self, method: str) -> float:
+        """Half-width of the borderline band of one SBR method: the median over splits (0 for
+        an export without bands)."""
+        if "half_width" not in self.cutoffs:
+            return 0.0
+        rows = self.cutoffs.loc[self.cutoffs["method"] == method, "half_width"]
+        return float(rows.median())
+
+    @property
+    def cnn_band(self) -> float:
+        """Half-width of the CNN ensemble's inconclusive band: the median over its models."""
+        widths = [band["half_width"] for band in self.bands.values()]
+        return float(np.median(widths)) if widths else 0.0
+
+    @property
+    def band_source(self) -> str:
+        """Which probability the CNN bands were put on: ``mc_dropout`` or ``single_pass``."""
+        sources = {band["source"] for band in self.bands.values()} or {"single_pass"}
+        if len(sources) > 1:
+            raise InputError(f"{self.path / MANIFEST}: the CNN bands mix sources {sorted(sources)}")
+        return sources.pop()
 
 
 _REEXPORT = (
@@ -379,13 +413,15 @@ def load_model(path) -> ExportedModel:
         raise InputError(f"{err}; re-export the model with this datspect version") from err
     inputs.model_input(manifest)  # a bad input kind stops here, not at the first scan
     cnn = manifest["cnn"]
-    cnns = []
+    cnns, bands = [], {}
     for entry in cnn["models"]:
         model = build_model(cnn["arch"], cnn["input"]["shape"])
         model.load_state_dict(load_file(str(path / entry["file"])), strict=True)
         # exports older than the calibration step carry none: the softmax as it is
         calibration = entry.get("calibration", {"method": "none"})
         cnns.append((int(entry["split"]), model.eval(), calibration))
+        if "inconclusive" in entry:  # exports before the inconclusive call carry none
+            bands[int(entry["split"])] = entry["inconclusive"]
     template = nib.load(path / manifest["template"])
     template = nib.Nifti1Image(np.asarray(template.dataobj, dtype=np.float32), template.affine)
     return ExportedModel(
@@ -394,6 +430,7 @@ def load_model(path) -> ExportedModel:
         config=config,
         template=template,
         cnns=cnns,
+        bands=bands,
         cutoffs=pd.DataFrame(manifest["sbr"]["cutoffs"]),
         development_sbr=read_tsv(path / manifest["sbr"]["development_values"]),
     )

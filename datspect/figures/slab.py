@@ -252,10 +252,16 @@ def _cnn_panel(ax, model, result) -> None:
         [p.size + 0.5], [mean], yerr=[sd], fmt="D", color="black", capsize=4, gid="ensemble"
     )
     ax.axhline(0.5, color="#555555", linestyle=":", linewidth=1.2)
+    band = result.row["cnn_band"]
+    if band > 0:
+        ax.axhspan(0.5 - band, 0.5 + band, color="#E69F00", alpha=0.2, lw=0, gid="band")
     ax.set_ylim(-0.03, 1.03)
     ax.set_xticks([*range(p.size), p.size + 0.5], [*map(str, splits), "mean ± SD"])
     ax.set_ylabel("P(reduced)")
-    ax.set_xlabel("Model (split); grey: calls normal, pink: calls reduced; dotted: 0.5")
+    ax.set_xlabel(
+        "Model (split); grey: calls normal, pink: calls reduced; dotted: 0.5; "
+        "orange: inconclusive band"
+    )
     flag = "; MODELS DISAGREE" if result.row["cnn_disagreement"] else ""
     ax.set_title(
         f"CNN: {result.row['cnn_call']}, P(reduced) {mean:.2f} ± {sd:.2f} (mean ± SD), "
@@ -289,10 +295,15 @@ def _summary_lines(result, model) -> tuple[str, str]:
     def sbr_line(method: str) -> str:
         value, cut, call = r[f"{method}_putamen"], r[f"{method}_cutoff"], r[f"{method}_call"]
         sign = "<" if value < cut else ">="
-        return f"{METHOD_NAMES[method]:<8} {call.upper()} ({value:.2f} {sign} {cut:.2f})"
+        band = r[f"{method}_band"]
+        return (
+            f"{METHOD_NAMES[method]:<8} {call.upper()} ({value:.2f} {sign} {cut:.2f}, "
+            f"borderline ± {band:.2f})"
+        )
 
     left = [
         f"CNN      {r['cnn_call'].upper()}",
+        *_wrap(f"  {r['cnn_reason']}", 44).splitlines(),
         f"  P(reduced) {r['cnn_p_mean']:.3f} ± {r['cnn_p_sd']:.3f}",
         f"  {r['cnn_votes']} models reduced",
         f"  models disagree: {'YES' if r['cnn_disagreement'] else 'no'}",

@@ -152,6 +152,7 @@ def summary_markdown(
     *,
     sources: Mapping[str, str] | None = None,
     sbr_not_scored: Iterable[str] = (),
+    uncertainty: pd.DataFrame | None = None,
 ) -> str:
     """The results side by side with the study and a verdict on its findings.
 
@@ -167,6 +168,8 @@ def summary_markdown(
         sim-to-real sentence (:func:`sim_to_real_line`).
     sbr_not_scored : iterable of str
         Independent cohorts whose SBRs no cutoff scored (:func:`sbr_not_reported_line`).
+    uncertainty : pandas.DataFrame, optional
+        ``uncertainty.tsv``: the inconclusive calls (:func:`uncertainty_lines`).
     """
     sources = {c: "sheet" for c in [development, *summary["cohort"]]} | dict(sources or {})
     cohorts = list(dict.fromkeys(summary["cohort"]))
@@ -186,6 +189,8 @@ def summary_markdown(
 
     lines += _method_setting_table(methods, settings, accuracy_cell)
     lines += _calibration_lines(summary, development, methods, settings)
+    if uncertainty is not None:
+        lines += uncertainty_lines(uncertainty, development, methods, settings)
     for cohort in cohorts:
         if cohort == development:
             continue
@@ -236,6 +241,46 @@ def _calibration_lines(summary, development, methods, settings) -> list[str]:
         return f"{row['ece_mean']:.3f} / {row['brier_mean']:.3f}" if ok else "–"
 
     return lines + _method_setting_table(methods, settings, calibration_cell)
+
+
+def uncertainty_lines(table: pd.DataFrame, development: str, methods, settings) -> list[str]:
+    """The inconclusive calls: per method and setting on the development test parts (mean over
+    splits), and the split ensemble on each independent cohort."""
+    if table.empty:
+        return []
+    dev = table[(table["cohort"] == development) & (table["split"].astype(str) != "ensemble")]
+    lines = [
+        "",
+        "Inconclusive calls on the same test parts (bands chosen on each split's validation "
+        "part): share flagged / accuracy on the conclusive scans / share of errors flagged, "
+        "mean over splits (errors: splits with any).",
+    ]
+
+    def cell(method, setting):
+        rows = dev[(dev["method"] == method) & (dev["setting"] == setting)]
+        if rows.empty:
+            return "–"
+        caught = rows["share_errors_flagged"].dropna()
+        caught_text = f"{caught.mean():.2f}" if len(caught) else "no errors"
+        return (
+            f"{rows['share_flagged'].mean():.3f} / {rows['accuracy_conclusive'].mean():.3f} / "
+            f"{caught_text}"
+        )
+
+    lines += _method_setting_table(methods, settings, cell)
+    ensemble = table[table["split"].astype(str) == "ensemble"]
+    for row in ensemble.itertuples():
+        caught = (
+            f"{row.n_errors_flagged} of its {row.n_errors} errors" if row.n_errors else "no errors"
+        )
+        lines += [
+            "",
+            f"The {row.method} split ensemble on `{row.cohort}` (as `classify` calls it) flags "
+            f"{row.n_flagged} of {row.n} scans ({row.share_flagged:.1%}), with {caught}; "
+            f"accuracy {row.accuracy:.3f} on all, {row.accuracy_conclusive:.3f} on the "
+            "conclusive scans.",
+        ]
+    return lines
 
 
 def _method_setting_table(methods, settings, cell) -> list[str]:
