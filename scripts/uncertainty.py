@@ -15,12 +15,12 @@ predictions = read_tsv(snakemake.input.predictions)
 p_band = {"mc_dropout": "p_reduced_mc", "single_pass": "p_reduced"}[p.source]
 table = uncertainty.uncertainty_table(predictions, p.independent, p_band)
 write_tsv(table, snakemake.output.table)
-sheets = [read_tsv(s) for s in snakemake.input.sheets]
-truth = pd.concat([s for s in sheets if "pattern" in s], ignore_index=True)
-patterns = (
-    uncertainty.pattern_flags(predictions, truth)
-    if len(truth)
-    else pd.DataFrame(columns=["cohort", "method", "setting", "pattern", "n"])
+simulated = [s for s in map(read_tsv, snakemake.input.sheets) if "pattern" in s]
+patterns = uncertainty.pattern_flags(
+    predictions,
+    pd.concat(simulated, ignore_index=True)
+    if simulated
+    else pd.DataFrame(columns=["cohort", "subject_id", "pattern"]),
 )
 write_tsv(patterns, snakemake.output.patterns)
 coverage_figure(predictions, snakemake.output.figure, p.development, dpi=p.dpi)
