@@ -12,8 +12,9 @@ from datspect.workflow import runlog
 log = runlog.to_file(snakemake.log[0])
 p = snakemake.params
 predictions = read_tsv(snakemake.input.predictions)
-p_band = {"mc_dropout": "p_reduced_mc", "single_pass": "p_reduced"}[p.source]
-table = uncertainty.uncertainty_table(predictions, p.independent, p_band)
+table = uncertainty.uncertainty_table(
+    predictions, p.independent, uncertainty.BAND_PROBABILITY[p.source]
+)
 write_tsv(table, snakemake.output.table)
 simulated = [s for s in map(read_tsv, snakemake.input.sheets) if "pattern" in s]
 patterns = uncertainty.pattern_flags(

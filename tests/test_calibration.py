@@ -121,11 +121,10 @@ def test_cnn_calibration_sees_the_validation_part_only():
         scoring.calibrate_cnn(scores[scores["part"] != "val"], "temperature")
 
 
-def test_sbr_probabilities_come_from_the_training_part():
-    rng = np.random.default_rng(2)
-    subjects = [f"s{i:02d}" for i in range(60)]
-    labels = np.r_[np.zeros(30), np.ones(30)].astype(int)
-    sbr = np.where(labels == 1, 1.5, 2.8) + rng.normal(0, 0.4, labels.size)
+def sbr_cohort(labels, sbr) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An SBR table of one cohort (``ppmi``, original images) and one split: 3/5 of the subjects
+    train, 1/5 val, 1/5 test, in turn."""
+    subjects = [f"s{i:03d}" for i in range(len(labels))]
     table = pd.DataFrame(
         {
             "cohort": "ppmi",
@@ -135,8 +134,15 @@ def test_sbr_probabilities_come_from_the_training_part():
             "putamen": sbr,
         }
     )
-    parts = np.tile(["train", "train", "train", "val", "test"], 12)
-    splits = pd.DataFrame({"split": 0, "subject_id": subjects, "part": parts})
+    parts = np.resize(["train", "train", "train", "val", "test"], len(labels))
+    return table, pd.DataFrame({"split": 0, "subject_id": subjects, "part": parts})
+
+
+def test_sbr_probabilities_come_from_the_training_part():
+    rng = np.random.default_rng(2)
+    labels = np.r_[np.zeros(30), np.ones(30)].astype(int)
+    table, splits = sbr_cohort(labels, np.where(labels == 1, 1.5, 2.8) + rng.normal(0, 0.4, 60))
+    parts = splits["part"].to_numpy()
     kwargs = dict(method="sbr_aal", setting="original", split=0, development="ppmi", independent=[])
     model, pred = scoring.fit_sbr_cutoff(table, splits, **kwargs)
     fit = model["calibration"]

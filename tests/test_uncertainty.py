@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_calibration import sbr_cohort
 
 from datspect.cnn.model import build_model
 from datspect.cnn.train import mc_dropout_logits, predict_logits
@@ -94,20 +95,8 @@ def test_cnn_band_is_chosen_on_validation_and_only_there():
 
 def test_sbr_borderline_band_is_chosen_on_validation():
     rng = np.random.default_rng(3)
-    subjects = [f"s{i:03d}" for i in range(200)]
     labels = rng.integers(0, 2, 200)
-    sbr = np.where(labels == 1, 1.6, 2.6) + rng.normal(0, 0.45, 200)
-    table = pd.DataFrame(
-        {
-            "cohort": "ppmi",
-            "subject_id": subjects,
-            "image_setting": "original",
-            "label": labels,
-            "putamen": sbr,
-        }
-    )
-    parts = np.tile(["train", "train", "train", "val", "test"], 40)
-    splits = pd.DataFrame({"split": 0, "subject_id": subjects, "part": parts})
+    table, splits = sbr_cohort(labels, np.where(labels == 1, 1.6, 2.6) + rng.normal(0, 0.45, 200))
     kwargs = dict(
         method="sbr_aal", setting="original", split=0, development="ppmi", independent=[], band=BAND
     )

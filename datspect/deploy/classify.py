@@ -290,21 +290,15 @@ def classify_scan(
             for _, net, cal in model.cnns
         ]
     )
-    band_probabilities = None
+    band_probabilities = None  # the bands' own probabilities, as they were chosen on
     if model.band_source == "mc_dropout":
         n_samples = cfg["evaluation"]["uncertainty"]["mc_dropout_samples"]
-        seed = derive_seed(cfg["seed"], "classify", "mc_dropout", slab2d.tobytes().hex()[:64])
-        band_probabilities = np.array(
-            [
-                float(
-                    apply_calibration(
-                        cal,
-                        mc_dropout_logits(net, [slab2d], n_samples, seed, device="cpu").mean(1),
-                    )[0]
-                )
-                for _, net, cal in model.cnns
-            ]
-        )
+        digest = hashlib.sha256(np.ascontiguousarray(slab2d).tobytes()).hexdigest()
+        seed = derive_seed(cfg["seed"], "classify", "mc_dropout", digest)
+        band_probabilities = []
+        for _, net, cal in model.cnns:
+            mean_logit = mc_dropout_logits(net, [slab2d], n_samples, seed, device="cpu").mean(1)
+            band_probabilities.append(float(apply_calibration(cal, mean_logit)[0]))
     row |= cnn_fields(probabilities, band_probabilities, model.cnn_band)
     attribution = saliency.ensemble_saliency(nets, slab2d)
     return ScanResult(row=row, slab=slab2d, probabilities=probabilities, saliency=attribution)

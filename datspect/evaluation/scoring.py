@@ -162,8 +162,8 @@ def calibrate_cnn(
     for name, p in (("raw", raw), ("calibrated", calibrated)):
         fit[f"val_{name}"] = calibration.probability_metrics(val["label"], p)
     band = band or schema.defaults("evaluation", "uncertainty")
-    logit_column = {"single_pass": "logit", "mc_dropout": "logit_mc"}[band["source"]]
-    require_columns(scores, [logit_column], "scores")
+    logit_column = uncertainty.BAND_LOGIT[band["source"]]
+    require_columns(scores, ["logit_mc"], "scores")
     val_margin = uncertainty.cnn_margin(
         calibration.apply_calibration(fit, val[logit_column].to_numpy())
     )

@@ -25,6 +25,11 @@ import pandas as pd
 from datspect.errors import InputError
 from datspect.io.tsv import require_columns
 
+#: Per ``evaluation.uncertainty.source``: the CNN logit column of ``scores.tsv`` the band is put
+#: on, and the calibrated probability of it in the predictions tables.
+BAND_LOGIT = {"single_pass": "logit", "mc_dropout": "logit_mc"}
+BAND_PROBABILITY = {"single_pass": "p_reduced", "mc_dropout": "p_reduced_mc"}
+
 #: Columns of results/metrics/uncertainty.tsv after the group keys.
 TABLE_COLUMNS = (
     "n",
