@@ -322,8 +322,9 @@ def test_catalogue_has_at_least_15_cases():
     assert len({c.name for c in CATALOGUE}) == len(CATALOGUE)
 
 
-@pytest.mark.parametrize("case", CATALOGUE, ids=lambda c: c.name)
-def test_one_clear_message(case, tmp_path):
+def assert_one_clear_message(case: Case, tmp_path: Path) -> None:
+    """``case`` raises one InputError line that starts with the first place it must name, names
+    the others, says what is wrong and how to fix it, and nothing is written under ``out``."""
     check, where = case.make(tmp_path)
     with pytest.raises(InputError) as err:
         check()
@@ -336,6 +337,11 @@ def test_one_clear_message(case, tmp_path):
     assert re.search(case.fix, message), message
     out = tmp_path / "out"
     assert not out.exists() or not any(out.iterdir()), "nothing is written"
+
+
+@pytest.mark.parametrize("case", CATALOGUE, ids=lambda c: c.name)
+def test_one_clear_message(case, tmp_path):
+    assert_one_clear_message(case, tmp_path)
 
 
 # ---------------------------------------------------------------------------- through Snakemake
