@@ -165,10 +165,17 @@ def nifti_header(path: str | Path, max_voxels: int | None) -> nib.Nifti1Header:
             shape = header.get_data_shape()
             dtype = header.get_data_dtype()
             offset = int(header["vox_offset"])
+            oversized = None
             if header["magic"] in (b"n+1", b"n+2") and raw[size : size + 1] not in (b"", b"\0"):
-                _check_extensions(fh, path, size + 4, offset)
+                oversized = _oversized_extension(fh, size + 4, offset, header.endianness)
     except _NIFTI_READ_ERRORS as err:
         raise _unreadable(path, err) from err
+    if oversized is not None:
+        raise InputError(
+            f"{path}: a header extension claims {oversized:,} bytes, beyond the start of the "
+            f"data at byte {offset:,}, so nothing was read; the header is corrupt: export the "
+            "scan again."
+        )
     if offset > MAX_HEADER_BYTES:
         raise InputError(
             f"{path}: the header places the data {offset:,} bytes into the file (above "
@@ -176,9 +183,10 @@ def nifti_header(path: str | Path, max_voxels: int | None) -> nib.Nifti1Header:
             "header is corrupt: export the scan again."
         )
     if dtype.kind == "c" or dtype.names:
-        what = "complex-valued" if dtype.kind == "c" else f"colour ({dtype.names}) "
+        what = "complex-valued" if dtype.kind == "c" else "colour"
         raise InputError(
-            f"{path}: {what} data (NIfTI type {dtype}), not a counts image; export the "
+            f"{path}: {what} data (NIfTI type {header.get_value_label('datatype')}), not a "
+            "counts image; export the "
             "reconstructed grey-scale volume (magnitude, real values) as float or integer."
         )
     if dtype.itemsize > 8:
@@ -196,24 +204,21 @@ def nifti_header(path: str | Path, max_voxels: int | None) -> nib.Nifti1Header:
     return header
 
 
-def _check_extensions(fh, path: Path, start: int, offset: int) -> None:
-    """Each extension must end before the data: nibabel reads the size it claims, however big."""
-    fh.seek(start)
+def _oversized_extension(fh, start: int, offset: int, endianness: str) -> int | None:
+    """The size claimed by an extension that runs past the data (nibabel reads the size an
+    extension claims, however big), else None."""
     position = start
+    fh.seek(position)
     while offset - position >= 16:
         raw = fh.read(8)
         if len(raw) < 8:
-            return  # nibabel reports the truncated header
-        esize = struct.unpack("<i", raw[:4])[0]
-        if not 16 <= esize <= offset - position:
-            esize = struct.unpack(">i", raw[:4])[0]
-        if not 16 <= esize <= offset - position:
-            raise InputError(
-                f"{path}: a header extension claims {esize:,} bytes, beyond the start of the "
-                f"data at byte {offset:,}; the header is corrupt: export the scan again."
-            )
-        position += esize
+            return None  # nibabel reports the truncated header
+        esize = struct.unpack(endianness + "i", raw[:4])[0]
+        if esize > offset - position:
+            return esize
+        position += max(esize, 16)  # nibabel's own checks refuse the smaller ones
         fh.seek(position)
+    return None
 
 
 def _check_forms(header: nib.Nifti1Header, path: Path) -> None:

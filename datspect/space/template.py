@@ -196,7 +196,11 @@ def load_template(path: str | Path | None, **kw) -> nib.Nifti1Image:
             f"{path}: the template (preprocess.template) is not a NIfTI image (.nii or .nii.gz); "
             "give a NIfTI file of the template in MNI space, or null for the built-in one"
         )
-    imageio.nifti_header(path, imageio.MAX_VOXELS)  # size, type, orientation: before any data
+    try:  # size, type and orientation before any data
+        imageio.nifti_header(path, imageio.MAX_VOXELS)
+    except InputError as err:
+        problem = str(err).removeprefix(f"{path}: ")
+        raise InputError(f"{path}: the template (preprocess.template): {problem}") from err
     try:
         img = nib.load(path)
         data = np.asarray(img.dataobj, dtype=np.float32)
