@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import re
 import struct
 from pathlib import Path
 
@@ -236,9 +237,8 @@ def test_the_configured_cap_reaches_every_reader(tmp_path):
     write_slices(folder, FRAMES, ipp0=np.zeros(3), iop=[1, 0, 0, 0, 1, 0], pixel_spacing=(2, 2),
                  step=np.array([0, 0, 2.0]))  # fmt: skip
     assert read_dicom(folder, max_voxels=math.prod(FRAMES.shape)).shape == (6, 5, 7)
-    with pytest.raises(
-        InputError, match=rf"^{folder} \(after .*\): the header declares 210 voxels"
-    ):
+    first = rf"^{re.escape(str(folder))} \(after IM0006\): the header declares 210 voxels"
+    with pytest.raises(InputError, match=first):
         read_dicom(folder, max_voxels=209)
 
 
