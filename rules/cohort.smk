@@ -35,6 +35,8 @@ rule ingest_scan:
     resources:
         mem_mb=800,
         runtime=2,
+    params:
+        max_voxels=config["images"]["max_voxels"],
     run:
         run_rule(rule, input, output, params, wildcards, threads, log)
 

@@ -123,13 +123,14 @@ def read_sheet(path: str | Path, cohort: str, *, check_images: bool = True) -> p
     return sheet
 
 
-def check_changed_scans(pairs) -> None:
+def check_changed_scans(pairs, max_voxels: int | None = None) -> None:
     """Validate, before any job runs, the scans that the run would ingest again.
 
     ``pairs`` holds (scan listed in the sheet, ingested copy, scan the copy was made from or
     None).  Snakemake deletes a job's previous outputs when it reruns the job, so a corrupt
     replacement scan would otherwise cost the good ingested copy.  New scans are checked by
-    their ingest job: there is nothing to lose yet.
+    their ingest job: there is nothing to lose yet.  ``max_voxels``: config
+    ``images.max_voxels`` (None: its default).
     """
     for scan, copy, ingested_from in pairs:
         copy = Path(copy)
@@ -139,7 +140,7 @@ def check_changed_scans(pairs) -> None:
         if changed or _mtime(Path(scan)) > copy.stat().st_mtime:
             from datspect.io.imageio import load_scan  # nibabel, pydicom: only when needed
 
-            load_scan(scan)
+            load_scan(scan, **({} if max_voxels is None else {"max_voxels": max_voxels}))
 
 
 def ingested_sources(cohort_tsv) -> dict[str, str]:

@@ -85,11 +85,12 @@ def on_mni_grid(img: nib.Nifti1Image) -> bool:
     )
 
 
-def _one_slice_nifti(path: Path) -> nib.Nifti1Image | None:
+def _one_slice_nifti(path: Path, max_voxels: int | None) -> nib.Nifti1Image | None:
     """The NIfTI at ``path`` if it holds one slice (2D, or a third axis of 1), else None (a 3D
     scan, or not a readable NIfTI: :func:`datspect.io.imageio.load_scan` says why)."""
     if not path.name.lower().endswith((".nii", ".nii.gz")) or not path.is_file():
         return None
+    imageio.nifti_header(path, max_voxels)  # size, type and orientation before any data
     try:
         img = nib.load(path)
         shape = tuple(img.shape)
@@ -134,7 +135,7 @@ def _slab_from_nifti(img: nib.Nifti1Image, path: Path, n_slices: int) -> np.ndar
     return slab_grid.as_slab(pixels)
 
 
-def read_input(path, *, n_slices: int) -> ScanInput:
+def read_input(path, *, n_slices: int, max_voxels: int | None = imageio.MAX_VOXELS) -> ScanInput:
     """Read a scan and detect its kind (module notes).
 
     Parameters
@@ -143,6 +144,8 @@ def read_input(path, *, n_slices: int) -> ScanInput:
         PNG slab, NIfTI file (3D scan or one-slice slab), DICOM file or DICOM folder.
     n_slices : int
         The model's ``slab.n_slices``: the thickness a one-slice NIfTI must have.
+    max_voxels : int or None
+        Most voxels the image's header may declare (config ``images.max_voxels``).
 
     Raises
     ------
@@ -157,11 +160,11 @@ def read_input(path, *, n_slices: int) -> ScanInput:
         if not path.is_file():
             raise InputError(f"{path}: image not found; check the path")
         return ScanInput(path, "slab", slab=slab_folder.read_slab_png(path), source="png")
-    one_slice = _one_slice_nifti(path)
+    one_slice = _one_slice_nifti(path, max_voxels)
     if one_slice is not None:
         pixels = _slab_from_nifti(one_slice, path, n_slices)
         return ScanInput(path, "slab", slab=pixels, source="nifti")
-    img = imageio.load_scan(path)
+    img = imageio.load_scan(path, max_voxels=max_voxels)
     if on_mni_grid(img):
         # exactly the grid's affine, as the rest of the pipeline checks it
         img = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), anatomy.MNI_AFFINE)

@@ -17,6 +17,7 @@ coordinates are RAS, so the first two world axes change sign.  The voxel axes of
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,24 @@ def one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
 
+def check_size(where, shape, bytes_per_voxel: float, max_voxels: int | None) -> None:
+    """Refuse an image whose header declares more than ``max_voxels`` voxels (None: no limit).
+
+    Called on the header alone, before the data is read or decompressed: a corrupt or hostile
+    header (or a small .nii.gz of zeros) would otherwise allocate gigabytes.
+    """
+    n = math.prod(int(v) for v in shape)
+    if max_voxels is not None and n > max_voxels:
+        dims = " x ".join(str(int(v)) for v in shape) + " = " if len(shape) > 1 else ""
+        raise InputError(
+            f"{where}: the header declares {dims}{n:,} voxels "
+            f"({n * bytes_per_voxel / 2**20:,.0f} MiB of data), above the limit of "
+            f"{max_voxels:,} voxels (config images.max_voxels), so nothing was read; a SPECT "
+            "reconstruction has a few million voxels: export the scan again (the header is "
+            "corrupt or this is not a SPECT volume), or raise images.max_voxels if it is real."
+        )
+
+
 @dataclass
 class _Slice:
     """One 2D slice in DICOM terms (LPS), before stacking."""
@@ -62,7 +81,7 @@ class _Slice:
     pixels: np.ndarray  # (rows, columns), rescaled, float64
 
 
-def read_dicom(path: str | Path) -> nib.Nifti1Image:
+def read_dicom(path: str | Path, *, max_voxels: int | None = None) -> nib.Nifti1Image:
     """Read a DICOM file (NM multi-frame) or a folder holding one series.
 
     Parameters
@@ -71,6 +90,9 @@ def read_dicom(path: str | Path) -> nib.Nifti1Image:
         A multi-frame DICOM file, or a folder (searched recursively) with the files of exactly one
         image series: either one multi-frame file or one file per slice.  Non-DICOM files, a
         DICOMDIR and non-image objects (reports, presentation states) are ignored.
+    max_voxels : int or None
+        Most voxels (Rows x Columns x frames, summed over a folder's slices) the headers may
+        declare before any pixel data is decoded; None: no limit.
 
     Returns
     -------
@@ -81,16 +103,18 @@ def read_dicom(path: str | Path) -> nib.Nifti1Image:
     Raises
     ------
     InputError
-        Unreadable or truncated file, a single 2D image, several series in one folder,
-        inconsistent slices, missing geometry, or a non-reconstructed NM object.
+        Unreadable or truncated file, pixel data not matching the header's size, more voxels
+        than ``max_voxels``, a single 2D image, several series in one folder, inconsistent
+        slices, missing geometry, or a non-reconstructed NM object.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: DICOM file or folder not found; check the path.")
     if path.is_dir():
-        return _read_folder(path)
+        return _read_folder(path, max_voxels)
     ds = _read_file(path)
     _require_emission_image(ds, path)
+    check_size(path, _dims(ds), _bytes_per_pixel(ds), max_voxels)
     if _n_frames(ds) > 1:
         return _from_multiframe(ds, path)
     raise InputError(
@@ -138,8 +162,45 @@ def _n_frames(ds: pydicom.Dataset) -> int:
     return int(ds.get("NumberOfFrames", 1) or 1)
 
 
+def _dims(ds: pydicom.Dataset) -> tuple[int, int, int]:
+    return _n_frames(ds), int(ds.Rows), int(ds.Columns)
+
+
+def _bytes_per_pixel(ds: pydicom.Dataset) -> float:
+    return int(ds.get("BitsAllocated", 16) or 16) / 8
+
+
+def _check_pixel_length(ds: pydicom.Dataset, path: Path) -> None:
+    """Uncompressed pixel data must hold exactly the frames the header declares.
+
+    pydicom silently drops surplus bytes, so frames beyond NumberOfFrames would be lost.
+    """
+    syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
+    if syntax is not None and syntax.is_encapsulated:
+        return  # encapsulated: the decoder checks each frame
+    frames, rows, columns = _dims(ds)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    frame_bytes = rows * columns * bits / 8
+    expected = math.ceil(frames * frame_bytes)
+    actual = len(ds.PixelData)
+    if actual in (expected, expected + expected % 2):  # padded to an even length
+        return
+    held = actual / frame_bytes if frame_bytes else 0.0
+    cause = (
+        "the file is truncated, copy it again"
+        if actual < expected
+        else "NumberOfFrames is too small, so frames would be dropped: export the series again"
+    )
+    raise InputError(
+        f"{path}: cannot decode the DICOM pixel data: it holds {actual:,} bytes ({held:g} "
+        f"frames), but Rows x Columns x NumberOfFrames x BitsAllocated/8 = {rows} x {columns} x "
+        f"{frames} x {bits}/8 = {expected:,} bytes; {cause} ({_FIX_CONVERT})."
+    )
+
+
 def _pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     """Pixel array (frames, rows, columns) or (rows, columns), rescaled, float64."""
+    _check_pixel_length(ds, path)
     try:
         arr = ds.pixel_array
     except Exception as err:  # truncated data, or a compressed syntax without a decoder
@@ -267,8 +328,9 @@ def _position(values, path: Path) -> np.ndarray:
     return pos
 
 
-def _read_folder(folder: Path) -> nib.Nifti1Image:
+def _read_folder(folder: Path, max_voxels: int | None) -> nib.Nifti1Image:
     images: list[tuple[Path, pydicom.Dataset]] = []
+    n_voxels = 0
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
             ds = pydicom.dcmread(path)
@@ -289,6 +351,9 @@ def _read_folder(folder: Path) -> nib.Nifti1Image:
         ):
             continue
         _require_emission_image(ds, path)
+        # Before the next file is read: the folder's total is what would be decoded.
+        n_voxels += math.prod(_dims(ds))
+        check_size(f"{folder} (after {path.name})", (n_voxels,), _bytes_per_pixel(ds), max_voxels)
         images.append((path, ds))
     if not images:
         raise InputError(

@@ -34,6 +34,8 @@ from nibabel.processing import fwhm2sigma
 from scipy import ndimage
 
 from datspect.errors import InputError
+from datspect.io import imageio
+from datspect.io.dicom import one_line
 from datspect.space import anatomy
 
 
@@ -184,12 +186,30 @@ def load_template(path: str | Path | None, **kw) -> nib.Nifti1Image:
         return anatomical_template(**kw)
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"template {path}: file not found; give an existing NIfTI or null")
+        what = "a folder, not a file" if path.is_dir() else "file not found"
+        raise InputError(
+            f"{path}: template (preprocess.template) {what}; give a NIfTI file of the template "
+            "in MNI space, or null for the built-in one"
+        )
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        raise InputError(
+            f"{path}: the template (preprocess.template) is not a NIfTI image (.nii or .nii.gz); "
+            "give a NIfTI file of the template in MNI space, or null for the built-in one"
+        )
+    try:  # size, type and orientation before any data
+        imageio.nifti_header(path, imageio.MAX_VOXELS)
+    except InputError as err:
+        problem = str(err).removeprefix(f"{path}: ")
+        raise InputError(f"{path}: the template (preprocess.template): {problem}") from err
     try:
         img = nib.load(path)
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises several types for broken files
-        raise InputError(f"template {path}: cannot be read as NIfTI ({exc})") from exc
+        raise InputError(
+            f"{path}: the template (preprocess.template) cannot be read as NIfTI "
+            f"({type(exc).__name__}: {one_line(exc)}); copy it again, or give null for the "
+            "built-in template"
+        ) from exc
     # Many tools write 3D volumes as 4D with one frame.
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]

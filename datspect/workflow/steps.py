@@ -44,9 +44,9 @@ def simulate_subject(image, truth, label, simulate, physics, seed, cohort, subje
     return f"{cohort}/{subject}: label {label}, pattern {facts['pattern']}, shape {img.shape}"
 
 
-def ingest_scan(source, image, cohort, subject) -> str:
+def ingest_scan(source, image, cohort, subject, max_voxels=imageio.MAX_VOXELS) -> str:
     """Validate a user scan (NIfTI or DICOM) and store it as NIfTI."""
-    img = imageio.load_scan(source)
+    img = imageio.load_scan(source, max_voxels=max_voxels)
     imageio.save_nifti(img, image)
     zooms = np.round(voxel_sizes(img.affine), 2).tolist()
     return f"{cohort}/{subject} from {source}: shape {img.shape}, voxel {zooms} mm"
@@ -59,7 +59,8 @@ def template(image, path, fwhm_mm, striatal_sbr, scalp_uptake) -> str:
 
 
 def smooth(original, smoothed, fwhm_mm, cohort, subject) -> str:
-    img = smooth_fwhm(imageio.load_scan(original), float(fwhm_mm))
+    # The workflow's own copy, checked against images.max_voxels when it was ingested.
+    img = smooth_fwhm(imageio.load_scan(original, max_voxels=None), float(fwhm_mm))
     imageio.save_nifti(img, smoothed)
     return f"{cohort}/{subject}: smoothed with FWHM {fwhm_mm} mm"
 
@@ -81,14 +82,14 @@ def normalize(
 ) -> str:
     """Estimate the transform on the original scan; apply it to both images; QC both."""
     tmpl = nib.load(template)
-    orig = imageio.load_scan(original)
+    orig = imageio.load_scan(original, max_voxels=None)  # checked at ingestion, as in smooth
     native_from_mni = register.estimate_from_config(
         orig, tmpl, registration, seed=seed, threads=threads
     )
     checks = {}
     for setting, source, out in (
         ("original", orig, original_mni),
-        ("smoothed", imageio.load_scan(smoothed), smoothed_mni),
+        ("smoothed", imageio.load_scan(smoothed, max_voxels=None), smoothed_mni),
     ):
         mni = register.resample_to_mni(source, native_from_mni)
         imageio.save_nifti(mni, out)
