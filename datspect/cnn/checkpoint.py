@@ -13,6 +13,7 @@ one message naming it, not a torch traceback.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -35,8 +36,9 @@ FORMAT_VERSION = 1
 
 def error_summary(exc: Exception) -> str:
     """The exception's type and first line: a library's error inside a one-line message."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch colours its messages
+    first = re.split(r"\n|(?<=\.) ", text, maxsplit=1)[0][:160]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def load_state(model: torch.nn.Module, state, file, fix: str) -> torch.nn.Module:
