@@ -436,6 +436,11 @@ def test_a_changed_checkpoint_stops_the_rerun_before_any_job(run_copy):
     assert proc.returncode != 0
     line = _one_line(proc.stdout + proc.stderr, CHECKPOINT)
     assert re.search(r"does not match \w+ recorded in .*model\.json.*" + RETRAIN, line), line
+    # the jobs that read a checkpoint, whose outputs a failing rerun would remove (README)
+    assert line.endswith(
+        "no job has started, so the outputs of the cnn_saliency, export_model, robustness_split "
+        "jobs are kept"
+    ), line
     after = snapshot(run_copy)
     assert after.pop(CHECKPOINT) != before.pop(CHECKPOINT)
     assert after == before, "a run stopped by the plan check changed outputs"
@@ -478,23 +483,8 @@ def test_a_forged_checkpoint_fails_only_its_job_with_one_message(run_copy):
     assert after == {k: v for k, v in before.items() if k not in removed}
 
 
-def test_the_rules_that_read_checkpoints(run_copy):
-    """The jobs a bad checkpoint can fail (the README lists them): those with a ``.pt`` input."""
-    for weights in run_copy.glob("results/models/cnn/*/split-*/model.pt"):
-        os.utime(weights)
-    proc = snakemake("--dry-run", *MTIME_ONLY, workdir=run_copy)
-    rules, rule = set(), None
-    for line in proc.stdout.splitlines():
-        if line.startswith("rule "):
-            rule = line[5:].rstrip(":")
-        elif line.strip().startswith("input:") and ".pt" in line:
-            rules.add(rule)
-    assert rules == {"export_model", "cnn_saliency", "robustness_split"}
-
-
 BEHAVIOUR_TESTS = [
     "test_a_changed_checkpoint_stops_the_rerun_before_any_job",
     "test_cuda_without_a_gpu_stops_the_training_rerun_before_any_job",
     "test_a_forged_checkpoint_fails_only_its_job_with_one_message",
-    "test_the_rules_that_read_checkpoints",
 ]
