@@ -148,7 +148,7 @@ WEIGHTS = "cnn/split-1.safetensors"
 REEXPORT = r"re-run the export \(snakemake --directory RUN results/model/manifest\.json\)"
 
 
-def manifest_case(edit, entry: str, outside=None):
+def manifest_case(edit, entry: str):
     """A manifest edited by ``edit(manifest, model, folder)``; the check is ``load_model``."""
 
     def make(folder: Path):
@@ -191,7 +191,15 @@ def _unlisted(manifest, model, folder):
     manifest["template"] = "other template.nii.gz"
 
 
-def weights_case(write, problem_file=True):
+def _no_cnn_models(manifest, model, folder):
+    del manifest["cnn"]["models"]
+
+
+def _even_kernel(manifest, model, folder):
+    manifest["cnn"]["arch"]["kernel_size"] = 4
+
+
+def weights_case(write):
     """``write(path)`` replaces the exported weights; their sha256 is updated in the manifest
     (the hash check alone would not see them)."""
 
@@ -238,6 +246,18 @@ MODEL_FOLDER_CASES = [
         "model folder: template not listed with its sha256",
         manifest_case(_unlisted, "template"),
         r"template is 'other template\.nii\.gz', which is not listed with its sha256",
+        REEXPORT,
+    ),
+    Case(
+        "model folder: manifest without cnn.models",
+        manifest_case(_no_cnn_models, "'models'"),
+        r"not a complete datspect model manifest \(missing or malformed 'models'\)",
+        REEXPORT,
+    ),
+    Case(
+        "model folder: manifest architecture that is no CNN",
+        manifest_case(_even_kernel, "cnn.arch"),
+        r"do not describe a CNN \(InputError: cnn\.arch\.kernel_size must be odd",
         REEXPORT,
     ),
     Case(

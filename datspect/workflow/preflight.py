@@ -54,7 +54,10 @@ def planned_jobs(dag) -> list[PlannedJob]:
 
 
 def check_planned_jobs(workflow, config: dict, config_files=()) -> None:
-    """The Snakefile's ``onstart`` call: :func:`check_jobs` on the jobs ``workflow`` will run."""
+    """The Snakefile's ``onstart`` call: :func:`check_jobs` on the jobs ``workflow`` will run
+    (none for ``--touch``, which runs no job and removes nothing)."""
+    if workflow.touch:
+        return
     check_jobs(
         planned_jobs(workflow.dag),
         config_files=config_files,
