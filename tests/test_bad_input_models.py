@@ -33,6 +33,7 @@ from datspect.cnn.checkpoint import load_checkpoint, save_checkpoint, sidecar_pa
 from datspect.cnn.data import make_input_spec
 from datspect.cnn.model import build_model
 from datspect.deploy import export
+from datspect.errors import InputError
 from datspect.io.tsv import write_tsv
 from datspect.workflow.config_checks import load_yaml
 
@@ -503,7 +504,22 @@ def test_a_forged_checkpoint_fails_only_its_job_with_one_message(run_copy):
     assert after == {k: v for k, v in before.items() if k not in removed}
 
 
+def test_the_plan_check_lets_the_fix_and_cluster_jobs_through(tmp_path):
+    """The retraining the message advises (a planned job writes the bad checkpoint) is not
+    stopped, nor are cuda jobs a cluster runs on its GPU nodes."""
+    from datspect.workflow import preflight
+
+    weights = tiny_checkpoint(tmp_path / "model.pt")
+    _changed(weights)
+    export_job = preflight.PlannedJob("export_model", inputs=(str(weights),))
+    train = preflight.PlannedJob("train_cnn", outputs=(str(weights),), params={"device": "cuda"})
+    with pytest.raises(InputError, match="does not match"):
+        preflight.check_jobs([export_job], local=False)
+    preflight.check_jobs([train, export_job], local=False)
+
+
 BEHAVIOUR_TESTS = [
+    "test_the_plan_check_lets_the_fix_and_cluster_jobs_through",
     "test_a_changed_checkpoint_stops_the_rerun_before_any_job",
     "test_cuda_without_a_gpu_stops_the_training_rerun_before_any_job",
     "test_a_forged_checkpoint_fails_only_its_job_with_one_message",
