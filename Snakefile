@@ -29,13 +29,17 @@ include: "rules/realism.smk"
 include: "rules/export.smk"
 
 
+# First, before any job removes its previous outputs: the planned jobs' device and CNN
+# checkpoints (datspect/workflow/preflight.py).
 # A warning at the start when the warm pool cannot serve the run: jobs (no force-use-threads,
 # datspect/workflow/jobpool.py); the SIGTERM workaround for Snakemake 9.27, whose handler can
 # deadlock (datspect/workflow/interrupt.py), or why it is not installed.
 onstart:
     from snakemake import __version__ as snakemake_version
     from snakemake.logging import logger
-    from datspect.workflow import interrupt, jobpool
+    from datspect.workflow import interrupt, jobpool, preflight
+
+    preflight.check_planned_jobs(workflow, config, CONFIG_FILES)
 
     for warning in (
         jobpool.without_threads_warning(workflow.use_threads),

