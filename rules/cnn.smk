@@ -47,6 +47,7 @@ rule train_cnn:
         dev_sheet=f"data/{DEV}/cohort.tsv",
         independent_sheets=lambda w: independent_sheets(w.setting),
         splits=rules.splits.output[0],
+        excluded=rules.qc_exclusions.output.excluded,
     output:
         weights="results/models/cnn/{setting}/split-{split}/model.pt",
         sidecar="results/models/cnn/{setting}/split-{split}/model.json",

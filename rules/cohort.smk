@@ -1,4 +1,5 @@
-# Scans in: the embedded simulator or the user's sheet, both written as NIfTI under data/.
+# Scans in: the embedded simulator or the user's sheet, both written as NIfTI under data/; a
+# sheet's cohort.tsv is written once every scan is ingested and none is another's copy.
 
 
 rule simulate_subject:
@@ -56,5 +57,6 @@ rule cohort_sheet:
     params:
         source=lambda w: config["cohorts"][w.cohort]["source"],
         images=lambda w: {s: native_image_path(w.cohort, s) for s in subjects(w.cohort)},
+        duplicate_min_correlation=config["qc"]["duplicate_min_correlation"],
     script:
         "../scripts/cohort_sheet.py"

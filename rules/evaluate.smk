@@ -1,6 +1,19 @@
 # Metrics per (cohort, method, setting, split), summaries, paired tests and the summary page.
 
 
+# A finished run says on the console which scans failed QC and what became of them (a job's own
+# log never reaches it).
+onsuccess:
+    if os.path.exists("results/qc/excluded.tsv"):
+        from snakemake.logging import logger
+        from datspect.io.tsv import read_tsv
+        from datspect.report.summary import excluded_console_line
+
+        line = excluded_console_line(read_tsv("results/qc/excluded.tsv"))
+        if line:
+            logger.warning(line)
+
+
 rule metrics:
     input:
         model_predictions,
@@ -26,6 +39,7 @@ rule summarize:
         predictions=rules.metrics.output.predictions,
         splits=rules.splits.output[0],
         uncertainty="results/metrics/uncertainty.tsv",
+        excluded=rules.qc_exclusions.output.excluded,
     output:
         summary="results/metrics/summary.tsv",
         paired="results/metrics/paired_tests.tsv",

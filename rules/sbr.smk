@@ -1,5 +1,5 @@
-# Putamen SBR per image (AAL ROI and hottest voxels), the grouped splits, and the Youden
-# cutoffs fitted per (method, setting, split).
+# Putamen SBR per image (AAL ROI and hottest voxels), the QC exclusions, the grouped splits,
+# and the Youden cutoffs fitted per (method, setting, split).
 
 SBR = config["sbr"]
 
@@ -81,9 +81,28 @@ rule sbr_table:
         "../scripts/sbr_table.py"
 
 
+# The scans whose normalization QC flags an image: left out of the splits, the cutoffs, the
+# CNNs and so the metrics (qc.on_fail: exclude), the run stopped (stop), or used (keep).
+rule qc_exclusions:
+    input:
+        tables=expand("results/qc/normalization_{cohort}.tsv", cohort=VOLUME_COHORTS),
+    output:
+        excluded="results/qc/excluded.tsv",
+    log:
+        "logs/qc_exclusions/qc_exclusions.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        on_fail=config["qc"]["on_fail"],
+    run:
+        run_rule(rule, input, output, params, wildcards, threads, log)
+
+
 rule splits:
     input:
         sheet=f"data/{DEV}/cohort.tsv",
+        excluded=rules.qc_exclusions.output.excluded,
     output:
         "results/splits/splits.tsv",
     log:
@@ -105,6 +124,7 @@ rule fit_sbr_cutoff:
     input:
         sbr_table="results/sbr/{method}.tsv",
         splits=rules.splits.output[0],
+        excluded=rules.qc_exclusions.output.excluded,
     output:
         cutoff="results/models/{method}/{setting}/split-{split}/cutoff.json",
         predictions="results/models/{method}/{setting}/split-{split}/predictions.tsv",

@@ -5,6 +5,7 @@ import json
 import pandas as pd
 
 from datspect.cohorts import sheet as cohort_sheet
+from datspect.evaluation.leakage import check_duplicate_scans
 from datspect.io.tsv import read_tsv, write_tsv
 from datspect.workflow import runlog
 
@@ -37,6 +38,13 @@ elif snakemake.params.source == "slabs":
     sheet = groups[["subject_id", "image", "label", "group"]].assign(cohort=name)
 else:
     sheet = cohort_sheet.read_sheet(snakemake.input[0], name)
+    accepted = check_duplicate_scans(
+        sheet,
+        images,
+        sheet_path=snakemake.input[0],
+        min_correlation=snakemake.params.duplicate_min_correlation,
+    )
+    log.info("%s: %d copies of one scan accepted (their rows share a group)", name, accepted)
     sheet = sheet.rename(columns={"image": "source_image"})
     sheet.insert(1, "image", sheet["subject_id"].map(images))
 

@@ -25,6 +25,7 @@ atomic_write_text(
         sources=p.sources,
         sbr_not_scored=p.sbr_not_scored,
         uncertainty=read_tsv(snakemake.input.uncertainty),
+        excluded=read_tsv(snakemake.input.excluded),
     ),
 )
 note = sbr_not_reported_line(p.development, p.sources, p.sbr_not_scored)

@@ -219,3 +219,90 @@ def check_split_feasible(labels, fractions, where: str) -> None:
                 "place one in each of train/val/test. Add subjects of that class (or change "
                 "splits.train/val/test)."
             )
+
+
+#: ``results/qc/excluded.tsv``: one row per scan whose normalization QC flags an image.
+EXCLUDED_COLUMNS = ["cohort", "subject_id", "flags", "action"]
+#: Scans named in a message; the table lists them all.
+LISTED = 20
+
+
+def qc_exclusions(qc: pd.DataFrame, on_fail: str, *, where: str) -> pd.DataFrame:
+    """The scans whose normalization QC flags any of their images, and what becomes of them.
+
+    ``qc`` holds the rows of :func:`datspect.preprocess.qc.normalization_table` (any cohorts),
+    ``on_fail`` is the config's ``qc.on_fail``. A scan is left out whole (``action``
+    ``excluded``), not per image: the settings are compared on the same test subjects. ``keep``
+    lists them as ``kept``.
+
+    Raises
+    ------
+    InputError
+        With ``stop`` and any flagged scan: one message, starting with ``where`` (the QC
+        tables), that lists them.
+    """
+    rows = []
+    flagged = qc[qc["flag"] != "ok"] if len(qc) else qc
+    groups = flagged.groupby(["cohort", "subject_id"]) if len(flagged) else []
+    for (cohort, subject), images in groups:
+        flags = "; ".join(
+            f"{r.setting} {r.flag} (template r {r.correlation:.3f})" for r in images.itertuples()
+        )
+        action = "kept" if on_fail == "keep" else "excluded"
+        rows.append({"cohort": cohort, "subject_id": subject, "flags": flags, "action": action})
+    table = pd.DataFrame(rows, columns=EXCLUDED_COLUMNS)
+    if on_fail == "stop" and len(table):
+        raise InputError(
+            f"{where}: {len(table)} scan(s) failed normalization QC and qc.on_fail is stop: "
+            f"{listing(table)}; check those scans (voxel size, field of view, striatal uptake, a "
+            "complete file) and fix or remove their rows, or set qc.on_fail: exclude to leave "
+            "them out of splits, cutoffs and metrics (keep: use them anyway)"
+        )
+    return table
+
+
+def listing(excluded: pd.DataFrame) -> str:
+    """``cohort/subject (flags)`` of the first :data:`LISTED` rows, and how many more."""
+    named = [f"{r.cohort}/{r.subject_id} ({r.flags})" for r in excluded.head(LISTED).itertuples()]
+    more = len(excluded) - LISTED
+    return ", ".join(named) + (f" and {more} more" if more > 0 else "")
+
+
+def _excluded_keys(excluded: pd.DataFrame) -> set[tuple[str, str]]:
+    rows = excluded[excluded["action"] == "excluded"]
+    return set(zip(rows["cohort"].astype(str), rows["subject_id"].astype(str), strict=True))
+
+
+def drop_excluded(table: pd.DataFrame, excluded: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (columns ``cohort``, ``subject_id``) without the scans ``excluded`` leaves out."""
+    keys = _excluded_keys(excluded)
+    if not keys:
+        return table
+    pairs = zip(table["cohort"].astype(str), table["subject_id"].astype(str), strict=True)
+    return table[[pair not in keys for pair in pairs]]
+
+
+def split_subjects(
+    sheet: pd.DataFrame, excluded: pd.DataFrame, fractions, *, where: str
+) -> pd.DataFrame:
+    """The development sheet's subjects that enter the splits: those QC did not exclude.
+
+    Raises
+    ------
+    InputError
+        Naming ``where`` (the excluded table) when too few subjects of a class are left.
+    """
+    kept = drop_excluded(sheet, excluded)
+    need = min_per_stratum(tuple(fractions))
+    for label in sorted(sheet["label"].unique()):
+        left = int((kept["label"] == label).sum())
+        if left < need:
+            gone = int((sheet["label"] == label).sum()) - left
+            name = "normal (0)" if label == 0 else "reduced (1)"
+            raise InputError(
+                f"{where}: leaving out the {gone} {name} scan(s) that failed normalization QC "
+                f"(qc.on_fail: exclude) leaves {left}, fewer than the {need} the split "
+                "fractions need; fix or replace those scans, add subjects of that class, or set "
+                "qc.on_fail: keep to use them anyway"
+            )
+    return kept

@@ -9,6 +9,7 @@ import pandas as pd
 
 from datspect.evaluation import stats
 from datspect.evaluation.scoring import mcnemar_column
+from datspect.evaluation.splits import listing
 from datspect.vocabulary import METHODS, SETTINGS
 
 #: The study's development-cohort accuracies (mean, SD over 10 splits), design.md.
@@ -153,6 +154,7 @@ def summary_markdown(
     sources: Mapping[str, str] | None = None,
     sbr_not_scored: Iterable[str] = (),
     uncertainty: pd.DataFrame | None = None,
+    excluded: pd.DataFrame | None = None,
 ) -> str:
     """The results side by side with the study and a verdict on its findings.
 
@@ -170,6 +172,8 @@ def summary_markdown(
         Independent cohorts whose SBRs no cutoff scored (:func:`sbr_not_reported_line`).
     uncertainty : pandas.DataFrame, optional
         ``uncertainty.tsv``: the inconclusive calls (:func:`uncertainty_lines`).
+    excluded : pandas.DataFrame, optional
+        ``results/qc/excluded.tsv``: the scans that failed QC (:func:`excluded_lines`).
     """
     sources = {c: "sheet" for c in [development, *summary["cohort"]]} | dict(sources or {})
     cohorts = list(dict.fromkeys(summary["cohort"]))
@@ -212,6 +216,8 @@ def summary_markdown(
     note = sbr_not_reported_line(development, sources, sbr_not_scored)
     if note:
         lines += ["", note]
+    if excluded is not None:
+        lines += excluded_lines(excluded)
     lines += ["", "## The study's findings on this run", ""]
     lines += _verdicts(summary, paired, development, cohorts)
     lines += [
@@ -329,3 +335,39 @@ def _verdicts(summary, paired, development, cohorts) -> list[str]:
                 f"({cnn:.3f} vs {sbr:.3f}): **{'holds' if holds else 'does not hold'}**."
             )
     return out or ["- (no comparisons available in this run)"]
+
+
+def _what_became(excluded: pd.DataFrame) -> str:
+    if (excluded["action"] == "kept").all():
+        return "were used anyway (qc.on_fail: keep)"
+    return (
+        "were left out of the splits, the SBR cutoffs, CNN training and scoring, and so of "
+        "every metric (qc.on_fail: exclude)"
+    )
+
+
+def excluded_lines(excluded: pd.DataFrame) -> list[str]:
+    """The summary's table of the scans that failed normalization QC (none: no lines)."""
+    if excluded.empty:
+        return []
+    lines = [
+        "",
+        "## Scans that failed normalization QC",
+        "",
+        f"{len(excluded)} scan(s) {_what_became(excluded)}; their QC values are in "
+        "results/qc/normalization.tsv.",
+        "",
+        "| cohort | subject | flags |",
+        "|---|---|---|",
+    ]
+    return lines + [f"| {r.cohort} | {r.subject_id} | {r.flags} |" for r in excluded.itertuples()]
+
+
+def excluded_console_line(excluded: pd.DataFrame) -> str | None:
+    """The line a finished run prints about the scans that failed QC (none: None)."""
+    if excluded.empty:
+        return None
+    return (
+        f"datspect: {len(excluded)} scan(s) failed normalization QC and {_what_became(excluded)}: "
+        f"{listing(excluded)}; results/qc/excluded.tsv and results/summary.md list them"
+    )

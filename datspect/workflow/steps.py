@@ -22,6 +22,7 @@ from nibabel.affines import voxel_sizes
 
 from datspect.cohorts import simulate as simulator
 from datspect.cohorts import slab_folder
+from datspect.evaluation import splits as split_rules
 from datspect.features import sbr as sbr_measures
 from datspect.features import slab
 from datspect.io import imageio
@@ -212,15 +213,40 @@ def cnn_input(
     return f"{cohort}/{subject}: {kind} inputs {sorted(inputs)} of shape {shape}"
 
 
+def qc_exclusions(tables, excluded, on_fail) -> str:
+    """``results/qc/excluded.tsv`` from the cohorts' normalization QC tables: the scans with a
+    flagged image, left out of fitting and scoring unless ``on_fail`` (``qc.on_fail``) is
+    ``keep``; with ``stop`` the job fails listing them."""
+    frames = {str(t): read_tsv(t) for t in tables}
+    qc = pd.concat(frames.values(), ignore_index=True) if frames else pd.DataFrame()
+    where = ", ".join(t for t, frame in frames.items() if (frame["flag"] != "ok").any())
+    table = split_rules.qc_exclusions(qc, on_fail, where=where)
+    write_tsv(table, excluded)
+    if table.empty:
+        return "no scan failed normalization QC"
+    return f"qc.on_fail {on_fail}: {split_rules.listing(table)}"
+
+
 def fit_sbr_cutoff(
-    sbr_table, splits, cutoff, predictions, development, independent, band, method, setting, split
+    sbr_table,
+    splits,
+    excluded,
+    cutoff,
+    predictions,
+    development,
+    independent,
+    band,
+    method,
+    setting,
+    split,
 ) -> str:
     """Youden cutoff of one SBR method on the training part of one split and setting, and its
-    borderline band on the validation part (``band``: ``evaluation.uncertainty``)."""
+    borderline band on the validation part (``band``: ``evaluation.uncertainty``); scans QC
+    ``excluded`` are neither fitted nor scored."""
     from datspect.evaluation import scoring  # scikit-learn: only workers that fit import it
 
     model, table = scoring.fit_sbr_cutoff(
-        read_tsv(sbr_table),
+        split_rules.drop_excluded(read_tsv(sbr_table), read_tsv(excluded)),
         read_tsv(splits),
         method=method,
         setting=setting,
@@ -239,6 +265,7 @@ def train_cnn(
     dev_sheet,
     independent_sheets,
     splits,
+    excluded,
     weights,
     sidecar,
     history,
@@ -257,7 +284,8 @@ def train_cnn(
     """Train, select and test one CNN (setting, split): checkpoint ``weights`` with its
     ``sidecar``, per-epoch ``history`` and the uncalibrated ``scores`` (single pass and
     ``mc_dropout_samples`` MC-dropout passes) of the validation and test parts (and independent
-    cohorts); progress is appended to the job's ``log`` as it happens."""
+    cohorts); scans QC ``excluded`` are neither trained on nor scored; progress is appended to
+    the job's ``log`` as it happens."""
     from datspect.cnn import experiment  # torch: only workers that train import it
     from datspect.cnn.checkpoint import sidecar_path
     from datspect.features.cnn_bundle import load_inputs
@@ -269,9 +297,12 @@ def train_cnn(
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
+    left_out = read_tsv(excluded)
     table, epochs, best = experiment.run(
-        dev_sheet=read_tsv(dev_sheet),
-        independent_sheets=[read_tsv(s) for s in independent_sheets],
+        dev_sheet=split_rules.drop_excluded(read_tsv(dev_sheet), left_out),
+        independent_sheets=[
+            split_rules.drop_excluded(read_tsv(s), left_out) for s in independent_sheets
+        ],
         inputs=load_inputs(inputs),
         splits=read_tsv(splits),
         setting=setting,
