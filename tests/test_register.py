@@ -110,6 +110,21 @@ def test_qc_flags_scrambled_image(tmpl):
     assert qc["flag"] == "low_correlation" and abs(qc["correlation"]) < 0.1
 
 
+def test_qc_judges_the_registration_not_the_striatal_uptake(tmpl):
+    """A scan without striatal uptake, well registered, passes; the same scan 10 mm off fails."""
+    data = tmpl.get_fdata()
+    striata = anatomy.region("striatum")
+    no_uptake = np.where(striata, np.median(data[anatomy.brain_mask()]), data)
+    qc = register.normalization_qc(
+        nib.Nifti1Image(no_uptake, anatomy.MNI_AFFINE), tmpl, min_correlation=0.7
+    )
+    assert qc["flag"] == "ok" and qc["correlation"] > 0.95
+    off = np.eye(4)
+    off[0, 3] = 10.0
+    moved = register.resample_to_mni(nib.Nifti1Image(no_uptake, anatomy.MNI_AFFINE), off)
+    assert register.normalization_qc(moved, tmpl, min_correlation=0.7)["flag"] == "low_correlation"
+
+
 def test_qc_flags_a_mirroring_transform(tmpl):
     mirror = np.diag([1.0, 1.0, -1.0, 1.0])  # e.g. a header whose slice order is reversed
     qc = register.normalization_qc(tmpl, tmpl, min_correlation=0.7, native_from_mni=mirror)

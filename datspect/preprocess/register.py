@@ -277,7 +277,13 @@ def normalization_qc(
     min_correlation: float,
     native_from_mni: np.ndarray | None = None,
 ) -> dict:
-    """Quality check of a normalized scan: Pearson correlation with the template in the brain.
+    """Quality check of a normalized scan: Pearson correlation with the template in the brain
+    outside the striata (:func:`datspect.space.anatomy.reference_mask`).
+
+    Outside the striata, so that the verdict is about the registration, not the disease: over
+    the whole brain a well-registered scan with little striatal uptake correlates as poorly
+    with the template as a normal one 10 mm off (default cohort: 0.68 against 0.70; outside the
+    striata 0.68 for both labels' worst well-registered scans against 0.66 at most 10 mm off).
 
     A transform that mirrors (negative determinant) is flagged ``reflected`` whatever the
     correlation: a header with a wrong orientation gives a well-correlated mirror image whose
@@ -290,8 +296,9 @@ def normalization_qc(
         ``"reflected"``, or ``"low_correlation"`` when the correlation is below
         ``min_correlation`` or undefined.
     """
-    a = _check_mni(img_mni, "normalized image")[anatomy.brain_mask()].astype(np.float64)
-    b = _check_mni(template, "template")[anatomy.brain_mask()].astype(np.float64)
+    mask = anatomy.reference_mask("brain_without_striatum")
+    a = _check_mni(img_mni, "normalized image")[mask].astype(np.float64)
+    b = _check_mni(template, "template")[mask].astype(np.float64)
     a -= a.mean()
     b -= b.mean()
     denom = np.sqrt((a * a).sum() * (b * b).sum())

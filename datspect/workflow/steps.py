@@ -81,7 +81,8 @@ def normalize(
     subject,
     threads,
 ) -> str:
-    """Estimate the transform on the original scan; apply it to both images; QC both."""
+    """Estimate the transform on the original scan; apply it to both images; QC it on the
+    original (both images' correlations are recorded)."""
     tmpl = nib.load(template)
     orig = imageio.load_scan(original, max_voxels=None)  # checked at ingestion, as in smooth
     native_from_mni = register.estimate_from_config(
@@ -99,6 +100,9 @@ def normalize(
         )
         check["striatum_dice"] = register.striatum_dice(mni)
         checks[setting] = check
+    # One transform, one verdict: compared with the unsmoothed template, a smoothed image
+    # correlates less however well it is registered, so it takes the original's flag.
+    checks["smoothed"]["flag"] = checks["original"]["flag"]
     imageio.atomic_write_text(transform, _matrix_text(native_from_mni))
     _write_json(qc, checks)
     return f"{cohort}/{subject}: {json.dumps(checks)}"
