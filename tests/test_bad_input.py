@@ -10,6 +10,7 @@ also goes through ``snakemake --dry-run``.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import shutil
@@ -317,9 +318,22 @@ IMAGE_CASES = [
 CATALOGUE = CONFIG_CASES + SHEET_CASES + IMAGE_CASES
 
 
-def test_catalogue_has_at_least_15_cases():
-    assert len(CATALOGUE) >= 15
-    assert len({c.name for c in CATALOGUE}) == len(CATALOGUE)
+def test_catalogue_has_at_least_60_cases():
+    """This file's cases, the ``CASES`` of every ``test_bad_input_*.py`` and the behaviour
+    tests they list (bad inputs whose right outcome is correct behaviour, not an error)."""
+    others = [
+        importlib.import_module(p.stem)
+        for p in sorted(Path(__file__).parent.glob("test_bad_input_*.py"))
+    ]
+    cases = CATALOGUE + [case for module in others for case in module.CASES]
+    behaviour = [
+        (module.__name__, name)
+        for module in others
+        for name in getattr(module, "BEHAVIOUR_TESTS", [])
+    ]
+    assert all(callable(getattr(importlib.import_module(m), n)) for m, n in behaviour)
+    assert len({c.name for c in cases}) == len(cases), "case names are unique"
+    assert len(cases) + len(behaviour) >= 60
 
 
 def assert_one_clear_message(case: Case, tmp_path: Path) -> None:
