@@ -40,6 +40,12 @@ _BOUNDS = {
     "exclusiveMaximum": "below",
 }
 
+# Why counts and sizes are bounded (a maximum of at most 1 is a share and needs no reason).
+_WHY_MAXIMUM = (
+    "the schema's bound, well above any real scan or study: it keeps a slip from making "
+    "planning, memory or run time grow without bound"
+)
+
 
 def _fix(error: jsonschema.ValidationError) -> str:
     """How to repair a value the schema rejected."""
@@ -49,12 +55,14 @@ def _fix(error: jsonschema.ValidationError) -> str:
         return "write " + " or ".join(_TYPE_NAMES.get(t, t) for t in types)
     if error.validator == "enum":
         return "use one of: " + ", ".join(map(str, value))
+    if error.validator == "maximum" and value > 1:
+        return f"use a value of at most {value} ({_WHY_MAXIMUM})"
     if error.validator in _BOUNDS:
         return f"use a value {_BOUNDS[error.validator]} {value}"
     if error.validator == "minItems":
         return f"list at least {value} item(s)"
     if error.validator == "maxItems":
-        return f"list at most {value} item(s)"
+        return f"list at most {value} item(s) ({_WHY_MAXIMUM})"
     if error.validator == "uniqueItems":
         return "list each item once"
     if error.validator == "pattern":
