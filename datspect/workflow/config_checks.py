@@ -112,6 +112,27 @@ def schema_message(error: jsonschema.ValidationError, source: str, files=()) -> 
     return f"{where}: key '{key}' has value {error.instance!r}: {error.message}; {_fix(error)}."
 
 
+def refuse_templates(files) -> None:
+    """Refuse a config file that asks Snakemake for YTE templating (``__use_yte__: true``).
+
+    Snakemake has already run such a file's Python expressions while loading it, before the
+    workflow's first line (README, "Reliability"); the workflow can only stop there, so that no
+    job runs on a config that ran code.  Each file is read again as plain YAML.
+    """
+    for file in map(str, files):
+        try:
+            node = load_yaml(file)
+        except (OSError, yaml.YAMLError):
+            continue  # Snakemake has read it; the schema check names what is wrong
+        if isinstance(node, dict) and node.get("__use_yte__"):
+            raise InputError(
+                f"{file}: sets __use_yte__: true, a YTE template whose Python code Snakemake ran "
+                "while loading it (before any check of this workflow could stop it); datspect "
+                "takes plain YAML only: remove __use_yte__ and write the values out (README, "
+                '"Reliability").'
+            )
+
+
 def check_schema(config: dict, source: str = "config", files=()) -> None:
     """Validate ``config`` against the schema; raise :class:`InputError` with the first error."""
     error = schema.first_error(config)
