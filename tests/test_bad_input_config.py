@@ -45,10 +45,13 @@ def maximum_case(name, text, key, value, bound):
 YTE = '__use_yte__: true\nseed: ?__import__("os").getpid() * 0 + 7\n'
 
 
-def yte_config(folder: Path):
-    path = folder / "my config.yaml"
-    path.write_text(YTE)
-    return (lambda: checks.refuse_templates([REPO / "config.yaml", path])), [str(path)]
+def yte_config(text):
+    def make(folder: Path):
+        path = folder / "my config.yaml"
+        path.write_text(text)
+        return (lambda: checks.refuse_templates([REPO / "config.yaml", path])), [str(path)]
+
+    return make
 
 
 def bad_id(sid, problem):
@@ -150,9 +153,15 @@ CASES = [
     ),
     Case(
         "config: YTE template",
-        yte_config,
+        yte_config(YTE),
         r"sets __use_yte__: true, a YTE template whose Python code Snakemake ran",
         r"remove __use_yte__ and write the values out",
+    ),
+    Case(
+        "config: YTE template behind a Python tag",  # YTE's loader takes it, plain YAML not
+        yte_config(YTE + 'settings: [!!python/str "original", mixed]\n'),
+        r"not plain YAML \(could not determine a constructor for the tag .*python/str",
+        r"remove Python tags \(!!python/\.\.\.\) and write the values out",
     ),
     bad_id("s\u00e901", r"holds 'é' \(U\+00E9\)"),
     bad_id("\u0455\u0031", r"holds 'ѕ' \(U\+0455\)"),  # a Cyrillic look-alike of 's'

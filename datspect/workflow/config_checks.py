@@ -8,6 +8,7 @@ every sheet cohort).  :func:`resolve_paths` applies the one rule for paths in a 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -117,13 +118,29 @@ def refuse_templates(files) -> None:
 
     Snakemake has already run such a file's Python expressions while loading it, before the
     workflow's first line (README, "Reliability"); the workflow can only stop there, so that no
-    job runs on a config that ran code.  Each file is read again as plain YAML.
+    job runs on a config that ran code.  Each file is read again as Snakemake reads it, JSON
+    first (never templated), then as plain YAML: YTE's loader also takes Python tags
+    (``!!python/str``) that plain YAML refuses, and a file that needs them is refused too.
     """
     for file in map(str, files):
         try:
-            node = load_yaml(file)
-        except (OSError, yaml.YAMLError):
-            continue  # Snakemake has read it; the schema check names what is wrong
+            with open(file, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError:
+            continue  # Snakemake could not have read it either
+        try:
+            json.loads(text)
+            continue
+        except ValueError:
+            pass
+        try:
+            node = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            problem = str(err).splitlines()[0]
+            raise InputError(
+                f"{file}: not plain YAML ({problem}); datspect reads config files with plain "
+                "YAML only: remove Python tags (!!python/...) and write the values out."
+            ) from err
         if isinstance(node, dict) and node.get("__use_yte__"):
             raise InputError(
                 f"{file}: sets __use_yte__: true, a YTE template whose Python code Snakemake ran "
