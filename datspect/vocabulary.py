@@ -6,6 +6,8 @@ exported model), so that a new method or setting is added once.
 
 from __future__ import annotations
 
+import re
+
 #: Classification methods, in the study's order.
 METHODS = ("sbr_aal", "sbr_hv", "cnn")
 #: The semi-quantitative methods and the putamen SBR column each is scored on.
@@ -27,6 +29,28 @@ METHOD_NAMES = {"sbr_aal": "AAL-SBR", "sbr_hv": "HV-SBR", "cnn": "CNN"}
 #: How each SBR method delineates the putamen, for axis labels.
 SBR_REGION_NAMES = {"sbr_aal": "AAL putamen ROI", "sbr_hv": "putamen hottest voxels"}
 LABEL_NAMES = {0: "normal", 1: "reduced"}
+
+#: The one rule for subject ids: they become file and folder names and Snakemake's ``subject``
+#: wildcard (rules/common.smk constrains it with this pattern), so ASCII only (no Unicode
+#: look-alikes), no leading '.' (a hidden file) or '-' (read as an option), short enough for
+#: any file system.
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+ID_RULE = "ASCII letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64"
+#: Cohort names follow the id rule and also start with a letter and hold no '.': they key config
+#: sections and are joined into the ``cohort`` wildcard unescaped (the schema's propertyNames).
+COHORT_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,63}"
+
+
+def id_problem(value: str) -> str | None:
+    """What keeps ``value`` from being a subject id (:data:`ID_PATTERN`), or None if it is one."""
+    if re.fullmatch(ID_PATTERN, value):
+        return None
+    bad = sorted({ch for ch in value if not re.fullmatch(r"[A-Za-z0-9._-]", ch)})
+    if bad:
+        return "holds " + ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in bad)
+    if len(value) > 64:
+        return f"is {len(value)} characters long"
+    return f"starts with {value[:1]!r}" if value else "is empty"
 
 
 def ordered(values, order) -> list:

@@ -83,7 +83,7 @@ COHORTS = {name: _cohort_table(name, spec) for name, spec in config["cohorts"].i
 
 wildcard_constraints:
     cohort="|".join(COHORTS),
-    subject=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    subject=vocabulary.ID_PATTERN,  # the sheet check's rule (datspect/vocabulary.py)
     setting="|".join(vocabulary.SETTINGS),
     method="|".join(vocabulary.METHODS),
     split=r"\d+",

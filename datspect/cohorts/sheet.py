@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from datspect.errors import InputError
+from datspect.vocabulary import ID_RULE, id_problem
 
 REQUIRED_COLUMNS = ("subject_id", "image", "label", "cohort")
 OPTIONAL_COLUMNS = ("site", "camera", "age", "sex", "group")
@@ -76,10 +77,11 @@ def read_sheet(path: str | Path, cohort: str, *, check_images: bool = True) -> p
     for i, sid in enumerate(sheet["subject_id"], start=2):
         if not sid:
             raise InputError(f"{path}, row {i}: empty subject_id; give every scan an id.")
-        if not all(ch.isalnum() or ch in "._-" for ch in sid):
+        problem = id_problem(sid)
+        if problem:
             raise InputError(
-                f"{path}, row {i}: subject_id {sid!r} may only hold letters, digits, '.', '_' "
-                "and '-' (it becomes part of file names)."
+                f"{path}, row {i}: subject_id {sid!r} {problem}; rename it to {ID_RULE} "
+                "characters (it becomes part of file names and Snakemake wildcards)."
             )
     duplicated = sheet["subject_id"].duplicated(keep=False)
     if duplicated.any():

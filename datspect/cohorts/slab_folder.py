@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from datspect.cohorts.sheet import map_label
 from datspect.errors import InputError
 from datspect.space.slab_grid import SLAB_SHAPE
+from datspect.vocabulary import ID_RULE, id_problem
 
 #: Rows and columns around both striata (2 mm margin) compared by :func:`group_slabs`.
 STRIATAL_WINDOW = (slice(45, 85), slice(20, 72))
@@ -69,9 +70,16 @@ def list_slab_folder(folder, cohort: str) -> pd.DataFrame:
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         label = map_label(sub.name, f"{sub} (class folder of cohort '{cohort}')")
         for png in sorted(sub.glob("*.png")):
+            sid = f"{sub.name}-{png.stem}"
+            problem = id_problem(sid)
+            if problem:
+                raise InputError(
+                    f"{png}: its subject id {sid!r} {problem}; rename the file to {ID_RULE} "
+                    "characters (the id becomes part of file names)"
+                )
             rows.append(
                 {
-                    "subject_id": f"{sub.name}-{png.stem}",
+                    "subject_id": sid,
                     "image": str(png.resolve()),
                     "label": label,
                     "class": sub.name,

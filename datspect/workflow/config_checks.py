@@ -8,6 +8,7 @@ every sheet cohort).  :func:`resolve_paths` applies the one rule for paths in a 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -40,6 +41,12 @@ _BOUNDS = {
     "exclusiveMaximum": "below",
 }
 
+# Why counts and sizes are bounded (a maximum of at most 1 is a share and needs no reason).
+_WHY_MAXIMUM = (
+    "the schema's bound, well above any real scan or study: it keeps a slip from making "
+    "planning, memory or run time grow without bound"
+)
+
 
 def _fix(error: jsonschema.ValidationError) -> str:
     """How to repair a value the schema rejected."""
@@ -49,12 +56,14 @@ def _fix(error: jsonschema.ValidationError) -> str:
         return "write " + " or ".join(_TYPE_NAMES.get(t, t) for t in types)
     if error.validator == "enum":
         return "use one of: " + ", ".join(map(str, value))
+    if error.validator == "maximum" and value > 1:
+        return f"use a value of at most {value} ({_WHY_MAXIMUM})"
     if error.validator in _BOUNDS:
         return f"use a value {_BOUNDS[error.validator]} {value}"
     if error.validator == "minItems":
         return f"list at least {value} item(s)"
     if error.validator == "maxItems":
-        return f"list at most {value} item(s)"
+        return f"list at most {value} item(s) ({_WHY_MAXIMUM})"
     if error.validator == "uniqueItems":
         return "list each item once"
     if error.validator == "pattern":
@@ -102,6 +111,43 @@ def schema_message(error: jsonschema.ValidationError, source: str, files=()) -> 
             "shows every key with an example)."
         )
     return f"{where}: key '{key}' has value {error.instance!r}: {error.message}; {_fix(error)}."
+
+
+def refuse_templates(files) -> None:
+    """Refuse a config file that asks Snakemake for YTE templating (``__use_yte__: true``).
+
+    Snakemake has already run such a file's Python expressions while loading it, before the
+    workflow's first line (README, "Reliability"); the workflow can only stop there, so that no
+    job runs on a config that ran code.  Each file is read again as Snakemake reads it, JSON
+    first (never templated), then as plain YAML: YTE's loader also takes Python tags
+    (``!!python/str``) that plain YAML refuses, and a file that needs them is refused too.
+    """
+    for file in map(str, files):
+        try:
+            with open(file, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError:
+            continue  # Snakemake could not have read it either
+        try:
+            json.loads(text)
+            continue
+        except ValueError:
+            pass
+        try:
+            node = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            problem = str(err).splitlines()[0]
+            raise InputError(
+                f"{file}: not plain YAML ({problem}); datspect reads config files with plain "
+                "YAML only: remove Python tags (!!python/...) and write the values out."
+            ) from err
+        if isinstance(node, dict) and node.get("__use_yte__"):
+            raise InputError(
+                f"{file}: sets __use_yte__: true, a YTE template whose Python code Snakemake ran "
+                "while loading it (before any check of this workflow could stop it); datspect "
+                "takes plain YAML only: remove __use_yte__ and write the values out (README, "
+                '"Reliability").'
+            )
 
 
 def check_schema(config: dict, source: str = "config", files=()) -> None:
