@@ -51,7 +51,6 @@ onstart:
     from datspect.workflow import interrupt, jobpool, preflight
 
     preflight.check_planned_jobs(workflow, config, CONFIG_FILES)
-
     runlock.hold()
     for warning in (
         jobpool.without_threads_warning(workflow.use_threads),

@@ -125,7 +125,10 @@ def check_changed_scans():
             continue
         sources = cohort_sheet.ingested_sources(f"data/{name}/cohort.tsv")
         cohort_sheet.check_changed_scans(
-            [(v["image"], native_image_path(name, s), sources.get(s)) for s, v in table.items()],
+            [
+                (v["image"], native_image_path(name, s), sources.get(s))
+                for s, v in table.items()
+            ],
             max_voxels=config["images"]["max_voxels"],
         )
 
