@@ -41,6 +41,15 @@ def error_summary(exc: Exception) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+def build_or_refuse(spec: dict, problem: str, fix: str) -> torch.nn.Module:
+    """The CNN of ``spec``'s ``arch`` and ``input.shape`` (a sidecar or a manifest's ``cnn``);
+    one :class:`InputError` (``problem``, why, ``fix``) when they do not describe one."""
+    try:
+        return build_model(spec["arch"], spec["input"]["shape"])
+    except (InputError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{problem} ({error_summary(exc)}); {fix}") from exc
+
+
 def load_state(model: torch.nn.Module, state, file, fix: str) -> torch.nn.Module:
     """Load ``state`` into ``model`` after checking it has exactly the model's tensor names and
     shapes, so a state_dict of another architecture is one message naming ``file``."""
@@ -166,13 +175,9 @@ def load_checkpoint(weights_path, device: str = "cpu"):
     side = sidecar_path(weights_path)
     fix = retrain_fix(weights_path)
     meta = verified_sidecar(weights_path, fix)
-    try:
-        model = build_model(meta["arch"], meta["input"]["shape"])
-    except (InputError, KeyError, TypeError, ValueError) as exc:
-        raise InputError(
-            f"{side}: no architecture and input shape to rebuild the CNN from "
-            f"({error_summary(exc)}); {fix}"
-        ) from exc
+    model = build_or_refuse(
+        meta, f"{side}: no architecture and input shape to rebuild the CNN from", fix
+    )
     try:  # weights_only: a pickle that would run code is refused, not run
         state = torch.load(weights_path, map_location=device, weights_only=True)
     except Exception as exc:  # any failure to decode is a file that is not a state_dict

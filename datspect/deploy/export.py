@@ -433,16 +433,11 @@ def _load_weights(file: Path, cnn: dict, folder: Path) -> torch.nn.Module:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from datspect.cnn.checkpoint import error_summary, load_state
-    from datspect.cnn.model import build_model
+    from datspect.cnn.checkpoint import build_or_refuse, error_summary, load_state
 
-    try:
-        model = build_model(cnn["arch"], cnn["input"]["shape"])
-    except (InputError, KeyError, TypeError, ValueError) as exc:
-        raise InputError(
-            f"{folder / MANIFEST}: cnn.arch and cnn.input.shape do not describe a CNN "
-            f"({error_summary(exc)}); {_REEXPORT}"
-        ) from exc
+    model = build_or_refuse(
+        cnn, f"{folder / MANIFEST}: cnn.arch and cnn.input.shape do not describe a CNN", _REEXPORT
+    )
     try:
         state = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as exc:
