@@ -12,18 +12,36 @@ import re
 METHODS = ("sbr_aal", "sbr_hv", "cnn")
 #: The semi-quantitative methods and the putamen SBR column each is scored on.
 SBR_COLUMN = {"sbr_aal": "putamen", "sbr_hv": "hv_putamen"}
-#: Training/test settings, in the study's order.
-SETTINGS = ("original", "smoothed", "mixed")
+#: The study's training/test settings, in its order (the default run's).
+STUDY_SETTINGS = ("original", "smoothed", "mixed")
+#: Every setting: the study's, then ``augmented`` (beyond it: trained on original images degraded
+#: at random, :mod:`datspect.cnn.data`).
+SETTINGS = (*STUDY_SETTINGS, "augmented")
 #: The images every subject has; ``mixed`` pools both.
 IMAGE_SETTINGS = ("original", "smoothed")
-#: Which images of a subject a setting uses.
+#: Which images of a subject a setting is tested on.
 IMAGES_OF_SETTING = {
     "original": ("original",),
     "smoothed": ("smoothed",),
     "mixed": ("original", "smoothed"),
+    "augmented": ("original", "smoothed"),
 }
+#: Which images of a subject a setting is trained and selected on: ``augmented`` asks whether
+#: degrading homogeneous images replaces the smoothed ones that ``mixed`` needs.
+TRAINING_IMAGES = IMAGES_OF_SETTING | {"augmented": ("original",)}
+#: Settings of one method only: an SBR cutoff has nothing to augment.
+CNN_ONLY_SETTINGS = ("augmented",)
+#: Settings whose models also score the independent cohorts (the robust ones).
+INDEPENDENT_SETTINGS = ("mixed", "augmented")
 #: Images of independent cohorts are scored as acquired.
 INDEPENDENT_IMAGES = ("original",)
+
+
+def method_settings(methods, settings) -> list[tuple[str, str]]:
+    """The (method, setting) pairs a run trains: every pair but SBR methods in CNN-only
+    settings."""
+    return [(m, s) for m in methods for s in settings if m == "cnn" or s not in CNN_ONLY_SETTINGS]
+
 
 METHOD_NAMES = {"sbr_aal": "AAL-SBR", "sbr_hv": "HV-SBR", "cnn": "CNN"}
 #: How each SBR method delineates the putamen, for axis labels.

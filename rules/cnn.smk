@@ -63,7 +63,10 @@ rule train_cnn:
     params:
         input_kind=CNN["input"],
         arch=CNN["arch"],
-        train=CNN["train"],
+        # the augmented setting's degradation rides in its `train` only, so that the
+        # parameters of the other settings' trainings, and so their results, stay as they were
+        train=lambda w: CNN["train"]
+        | ({"degrade": CNN["degrade"]} if w.setting == "augmented" else {}),
         device=CNN["device"],
         seed=lambda w: derive_seed(SEED, "cnn", w.setting, w.split),
         mc_dropout_samples=config["evaluation"]["uncertainty"]["mc_dropout_samples"],

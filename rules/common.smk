@@ -219,12 +219,11 @@ def slab_folder_images(wildcards=None):
 
 
 def model_predictions(wildcards=None):
-    return expand(
-        "results/models/{method}/{setting}/split-{split}/predictions.tsv",
-        method=METHODS,
-        setting=SETTINGS,
-        split=SPLITS,
-    )
+    return [
+        f"results/models/{method}/{setting}/split-{split}/predictions.tsv"
+        for method, setting in vocabulary.method_settings(METHODS, SETTINGS)
+        for split in SPLITS
+    ]
 
 
 def all_targets():
@@ -242,6 +241,7 @@ def all_targets():
         ["results/qc/leakage.tsv"] if is_slab_cohort(DEV) else [],
         realism_targets(),
         robustness_targets(),
+        augmentation_targets(),
         expand("results/report/{table}.html", table=report_tables()),
         *export_targets(),
     ]
@@ -295,14 +295,15 @@ if SBR_NOT_SCORED and workflow.is_main_process:
 
 
 def independent_sheets(setting):
-    """Independent cohorts are scored by the mixed-setting models only."""
-    if setting != "mixed":
+    """Independent cohorts are scored by the robust settings' models only."""
+    if setting not in vocabulary.INDEPENDENT_SETTINGS:
         return []
     return [f"data/{c}/cohort.tsv" for c in independent_cohorts()]
 
 
 def cnn_inputs(wildcards):
-    cohorts = [DEV] + (independent_cohorts() if wildcards.setting == "mixed" else [])
+    robust = wildcards.setting in vocabulary.INDEPENDENT_SETTINGS
+    cohorts = [DEV] + (independent_cohorts() if robust else [])
     return [f"features/{c}/cnn_inputs.npz" for c in cohorts]
 
 
@@ -336,7 +337,7 @@ def mosaic_images(cohort):
 # Robustness to extra smoothing (rules/robustness.smk): levels as they appear in file names,
 # the trained settings scored, and each split's models.
 ROBUSTNESS_FWHM = [float(f) for f in config["evaluation"]["robustness_fwhm_mm"]]
-ROBUSTNESS_SETTINGS = [s for s in ("original", "mixed") if s in SETTINGS]
+ROBUSTNESS_SETTINGS = [s for s in ("original", "mixed", "augmented") if s in SETTINGS]
 
 
 def robustness_enabled():
@@ -349,7 +350,11 @@ def robustness_levels():
 
 
 def robustness_cutoff_keys():
-    return [(m, s) for m in METHODS if m != "cnn" for s in ROBUSTNESS_SETTINGS]
+    return [
+        (m, s)
+        for m, s in vocabulary.method_settings(METHODS, ROBUSTNESS_SETTINGS)
+        if m != "cnn"
+    ]
 
 
 def robustness_cnn_settings():
@@ -379,17 +384,29 @@ def robustness_targets():
     return ["results/metrics/robustness.tsv", "results/figures/robustness.png"]
 
 
+def augmentation_targets():
+    """The augmented setting's comparison table, when the run trains augmented CNNs."""
+    if "augmented" not in SETTINGS or "cnn" not in METHODS:
+        return []
+    return ["results/metrics/augmentation.tsv"]
+
+
 # Tables the report shows as HTML pages (see report.smk), name -> page title.
 REPORT_TABLES = {
     "summary": "Metrics per cohort, method and setting: mean and SD over splits",
     "paired_tests": "Paired comparisons of settings and methods over splits",
     "robustness": "Accuracy on test scans smoothed with extra FWHM, per split",
     "uncertainty": "Inconclusive calls per cohort, method, setting and split",
+    "augmentation": "Augmented CNNs against mixed and original ones, per kind of test image",
 }
 
 
 def report_tables():
-    return [t for t in REPORT_TABLES if t != "robustness" or robustness_enabled()]
+    optional = {
+        "robustness": robustness_enabled(),
+        "augmentation": bool(augmentation_targets()),
+    }
+    return [t for t in REPORT_TABLES if optional.get(t, True)]
 
 
 # The realism report (rules/realism.smk, README "Realism").

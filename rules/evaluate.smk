@@ -40,6 +40,7 @@ rule summarize:
         splits=rules.splits.output[0],
         uncertainty="results/metrics/uncertainty.tsv",
         excluded=rules.qc_exclusions.output.excluded,
+        augmentation=augmentation_targets(),
     output:
         summary="results/metrics/summary.tsv",
         paired="results/metrics/paired_tests.tsv",
@@ -55,8 +56,30 @@ rule summarize:
         development=DEV,
         sources={c: s["source"] for c, s in config["cohorts"].items()},
         sbr_not_scored=SBR_NOT_SCORED,
+        smooth_fwhm_mm=config["preprocess"]["smooth_fwhm_mm"],
     script:
         "../scripts/summarize.py"
+
+
+# Beyond the study (configs/augmented.yaml): the augmented CNNs beside the mixed and original ones.
+rule augmentation:
+    input:
+        predictions=rules.metrics.output.predictions,
+        splits=rules.splits.output[0],
+        robustness=robustness_targets()[:1],
+    output:
+        "results/metrics/augmentation.tsv",
+    log:
+        "logs/augmentation/augmentation.log",
+    conda:
+        "../envs/datspect.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        development=DEV,
+    script:
+        "../scripts/augmentation.py"
 
 
 rule uncertainty:

@@ -1,5 +1,5 @@
-# Beyond the study: the original- and mixed-trained models on test scans smoothed with extra
-# FWHM (evaluation.robustness_fwhm_mm). One feature job per level for all development
+# Beyond the study: the original-, mixed- (and augmented-)trained models on test scans smoothed
+# with extra FWHM (evaluation.robustness_fwhm_mm). One feature job per level for all development
 # subjects (smoothing in MNI space, see datspect/evaluation/robustness.py), one scoring job per split.
 
 

@@ -59,7 +59,7 @@ rule leakage:
         mem_mb=4000,
         runtime=30,
     params:
-        settings=SETTINGS,
+        settings=[s for s in SETTINGS if s not in vocabulary.CNN_ONLY_SETTINGS],
         fractions=[config["splits"][p] for p in ("train", "val", "test")],
         seed=derive_seed(SEED, "leakage"),
     script:

@@ -16,6 +16,7 @@ paired = paired_table(per_split, predictions, splits, snakemake.params.developme
 write_tsv(summary, snakemake.output.summary)
 write_tsv(paired, snakemake.output.paired)
 p = snakemake.params
+augmentation = list(snakemake.input.augmentation)  # empty unless the run has augmented CNNs
 atomic_write_text(
     snakemake.output.markdown,
     summary_markdown(
@@ -26,6 +27,8 @@ atomic_write_text(
         sbr_not_scored=p.sbr_not_scored,
         uncertainty=read_tsv(snakemake.input.uncertainty),
         excluded=read_tsv(snakemake.input.excluded),
+        augmentation=read_tsv(augmentation[0]) if augmentation else None,
+        smooth_fwhm_mm=p.smooth_fwhm_mm,
     ),
 )
 note = sbr_not_reported_line(p.development, p.sources, p.sbr_not_scored)

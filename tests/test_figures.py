@@ -16,7 +16,8 @@ import datspect.figures
 from datspect.errors import InputError
 from datspect.figures import qc, results, sbr, style, training
 from datspect.space.slab_grid import SLAB_SHAPE
-from datspect.vocabulary import METHODS, SETTINGS
+from datspect.vocabulary import METHODS
+from datspect.vocabulary import STUDY_SETTINGS as SETTINGS
 
 SPLITS = (0, 1, 2)
 #: Cutoffs of the synthetic sbr_aal models per training setting (split s adds 0.01 * s).

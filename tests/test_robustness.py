@@ -172,7 +172,8 @@ def test_small_run_robustness_matches_the_workflow(small_run):
     table = pd.read_csv(small_run / "results/metrics/robustness.tsv", sep="\t")
     assert list(table.columns) == robustness.COLUMNS
     assert sorted(table["fwhm"].unique()) == sorted(levels)
-    assert len(table) == len(levels) * 3 * 2 * 2  # methods x trained settings x splits
+    # (2 SBR methods x original, mixed + the CNN of original, mixed, augmented) x 2 splits
+    assert len(table) == len(levels) * (2 * 2 + 3) * 2
     per_split = pd.read_csv(small_run / "results/metrics/per_split.tsv", sep="\t")
     predictions = pd.read_csv(small_run / "results/metrics/predictions.tsv", sep="\t")
     columns = ["accuracy", "sensitivity", "specificity", "auc"]
@@ -185,11 +186,11 @@ def test_small_run_robustness_matches_the_workflow(small_run):
                 & (per_split["setting"] == "original")
                 & (per_split["split"] == row.split)
             ].iloc[0]
-        else:  # the mixed-trained models on the original images of their test part
+        else:  # the mixed- or augmented-trained models on the original images of their test part
             part = predictions[
                 (predictions["cohort"] == "ppmi")
                 & (predictions["method"] == row.method)
-                & (predictions["setting"] == "mixed")
+                & (predictions["setting"] == row.trained_setting)
                 & (predictions["split"] == row.split)
                 & (predictions["image_setting"] == "original")
             ]

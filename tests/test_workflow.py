@@ -76,7 +76,7 @@ def test_small_run_writes_the_contract_tables(small_run):
         ), (path, list(table.columns))
         assert len(table) > 0
     per_split = pd.read_csv(small_run / "results/metrics/per_split.tsv", sep="\t")
-    assert set(per_split["setting"]) == {"original", "smoothed", "mixed"}
+    assert set(per_split["setting"]) == {"original", "smoothed", "mixed", "augmented"}
     assert set(per_split["cohort"]) == {"ppmi", "clinical"}
     assert per_split["accuracy"].between(0, 1).all()
     sbr = pd.read_csv(small_run / "results/sbr/sbr.tsv", sep="\t")
@@ -118,6 +118,35 @@ def test_training_log_has_every_epoch_before_the_outcome(small_run):
     epochs = [i for i, line in enumerate(lines) if " epoch " in line]
     done = next(i for i, line in enumerate(lines) if line.startswith("step train_cnn done"))
     assert epochs and max(epochs) < done and lines[done + 1].startswith("selected: ")
+
+
+@pytest.mark.workflow
+def test_small_run_trains_augmented_on_original_images_and_compares_it(small_run):
+    splits = pd.read_csv(small_run / "results/splits/splits.tsv", sep="\t")
+    first = splits[splits["split"] == 0]
+    n = {p: int((first["part"] == p).sum()) for p in ("train", "val", "test")}
+    line = (small_run / "logs/train_cnn/augmented_0.log").read_text().splitlines()[0]
+    # one (original) image per training and validation subject, both images of a test subject
+    assert f"train {n['train']} images, val {n['val']} images, test {2 * n['test']}" in line
+    sidecar = json.loads(
+        (small_run / "results/models/cnn/augmented/split-0/model.json").read_text()
+    )
+    assert sidecar["degrade"]["blur_fwhm_mm"] == [0.0, 24.0]
+    assert "degrade" not in json.loads(
+        (small_run / "results/models/cnn/mixed/split-0/model.json").read_text()
+    )
+    scores = pd.read_csv(small_run / "results/models/cnn/augmented/split-0/scores.tsv", sep="\t")
+    assert set(scores.loc[scores["part"] == "val", "image_setting"]) == {"original"}
+    assert set(scores.loc[scores["part"] == "independent", "cohort"]) == {"clinical"}
+    assert not (small_run / "results/models/sbr_aal/augmented").exists()
+    table = pd.read_csv(small_run / "results/metrics/augmentation.tsv", sep="\t")
+    rows = set(zip(table["cohort"], table["images"], table["setting_b"], strict=True))
+    assert {("ppmi", "smoothed", "mixed"), ("ppmi", "fwhm-18", "original")} <= rows
+    assert ("clinical", "all", "mixed") in rows and ("ppmi", "smoothed", "original") not in rows
+    paired = pd.read_csv(small_run / "results/metrics/paired_tests.tsv", sep="\t")
+    assert ((paired["setting_a"] == "augmented") & (paired["setting_b"] == "mixed")).any()
+    assert "beyond the study: the augmented CNN" in (small_run / "results/summary.md").read_text()
+    assert (small_run / "results/report/augmentation.html").exists()
 
 
 def test_finished_run_plans_nothing(small_run):

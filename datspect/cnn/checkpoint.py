@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 import datspect
+from datspect.cnn.data import resolve_degrade
 from datspect.cnn.model import build_model, count_parameters, resolve_arch
 from datspect.cnn.train import resolve_train_cfg
 from datspect.errors import InputError
@@ -95,6 +96,7 @@ def save_checkpoint(
     seed: int,
     metrics: dict,
     history: list | None = None,
+    degrade: dict | None = None,
 ) -> dict:
     """Write ``weights_path`` (state_dict) and its JSON sidecar.
 
@@ -117,6 +119,9 @@ def save_checkpoint(
         Validation metrics of the selected epoch (e.g. ``best`` from ``train_model``).
     history : list of dict, optional
         Per-epoch log rows.
+    degrade : dict, optional
+        The degradation of the training images (the ``augmented`` setting), stored resolved
+        under ``degrade``; sidecars of other models have no such key.
 
     Returns
     -------
@@ -142,6 +147,8 @@ def save_checkpoint(
         "torch_version": torch.__version__,
         "datspect_version": datspect.__version__,
     }
+    if degrade is not None:
+        meta["degrade"] = resolve_degrade(degrade)
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     _atomic_write(sidecar_path(weights_path), lambda tmp: tmp.write_text(text))
     return meta

@@ -8,9 +8,12 @@ about the image centre.
 Augmentation is valid for DAT-SPECT because none of it changes the label: PD loss is
 asymmetric but either side counts (left-right flip), spatial normalisation leaves millimetre
 shifts and degree rotations (small shift/rotation), and the reference normalisation leaves a
-few percent of global scale (intensity scaling).  All random draws come from one
-``torch.Generator`` per (dataset seed, epoch), so an epoch's augmentation is reproducible and
-does not depend on the order in which samples are read, nor on any global RNG.
+few percent of global scale (intensity scaling).  The ``augmented`` setting's degradation
+(:func:`degrade_batch`: Gaussian blur and additive noise far beyond these) is label-preserving
+in another sense: it teaches that resolution and noise do not carry the label.  All random draws
+come from ``torch.Generator`` streams seeded per (dataset seed, epoch), so an epoch's
+augmentation is reproducible and does not depend on the order in which samples are read, nor on
+any global RNG.
 """
 
 from __future__ import annotations
@@ -49,6 +52,79 @@ def resolve_augment(augment: dict | None) -> dict:
     if out["flip_lr"] > 1 or out["intensity_scale"] >= 1:
         raise InputError("cnn.augment: flip_lr must be <= 1 and intensity_scale < 1")
     return out
+
+
+def resolve_degrade(degrade: dict | None) -> dict:
+    """Merge ``degrade`` over the schema's defaults of ``cnn.degrade`` and validate it.
+
+    Raises
+    ------
+    InputError
+        On an unknown key or a range that is not ``[low, high]`` with ``0 <= low <= high``.
+    """
+    degrade = dict(degrade or {})
+    out = schema.defaults("cnn", "degrade")
+    unknown = sorted(set(degrade) - set(out))
+    if unknown:
+        raise InputError(f"cnn.degrade: unknown key(s) {unknown}; allowed keys are {sorted(out)}")
+    out.update(degrade)
+    if not isinstance(out["probability"], (int, float)) or not 0 <= out["probability"] <= 1:
+        raise InputError(f"cnn.degrade.probability must be in [0, 1], not {out['probability']!r}")
+    for key in ("blur_fwhm_mm", "noise_sd"):
+        value = out[key]
+        if not (
+            isinstance(value, (list, tuple))
+            and len(value) == 2
+            and all(isinstance(v, (int, float)) for v in value)
+            and 0 <= value[0] <= value[1]
+        ):
+            raise InputError(f"cnn.degrade.{key} must be [low, high] with 0 <= low <= high")
+    return out
+
+
+#: Pixel spacing of every CNN input (the MNI 2 mm grid), for blur widths given in mm.
+INPUT_SPACING_MM = 2.0
+
+
+def _gaussian_kernels(sigma: torch.Tensor, max_sigma: float) -> torch.Tensor:
+    """Normalised 1D Gaussian kernels, one row per ``sigma`` (pixels; 0 gives the identity),
+    all as wide as ``max_sigma`` needs (3 sigma each side)."""
+    radius = max(1, math.ceil(3 * max_sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    safe = sigma.clamp_min(1e-6)[:, None]
+    k = torch.exp(-0.5 * (t[None, :] / safe) ** 2)
+    return (k / k.sum(dim=1, keepdim=True)).to(torch.float32)
+
+
+def blur_batch(
+    x: torch.Tensor, fwhm_px: torch.Tensor, max_fwhm_px: float | None = None
+) -> torch.Tensor:
+    """Each image of ``x`` ``(N, 1, *spatial)`` smoothed by a separable Gaussian of its own FWHM
+    ``fwhm_px`` (N,) in pixels over every spatial axis; edges replicated (inputs are not zero at
+    their borders), so a flat image stays flat.  Kernels are as wide as ``max_fwhm_px`` (default:
+    the batch's largest) needs: a fixed width makes an image's blur independent of its batch."""
+    n, spatial = x.shape[0], x.shape[2:]
+    to_sigma = 1 / (2 * math.sqrt(2 * math.log(2)))
+    widest = float(fwhm_px.max()) if max_fwhm_px is None else max_fwhm_px
+    kernels = _gaussian_kernels(fwhm_px.to(torch.float64) * to_sigma, widest * to_sigma)
+    radius = (kernels.shape[1] - 1) // 2
+    conv = {2: F.conv2d, 3: F.conv3d}[len(spatial)]  # a slab or a box
+    y = x.reshape(1, n, *spatial)  # one channel per image: a grouped convolution blurs all
+    for axis in range(len(spatial)):
+        shape = [n, 1] + [1] * len(spatial)
+        shape[2 + axis] = kernels.shape[1]
+        pad = [0, 0] * len(spatial)
+        pad[2 * (len(spatial) - 1 - axis)] = pad[2 * (len(spatial) - 1 - axis) + 1] = radius
+        y = conv(F.pad(y, pad, mode="replicate"), kernels.view(shape), groups=n)
+    return y.reshape(x.shape)
+
+
+def degrade_batch(
+    x: torch.Tensor, fwhm_px: torch.Tensor, noise: torch.Tensor, max_fwhm_px: float
+) -> torch.Tensor:
+    """Blur each image of ``x`` by ``fwhm_px`` (N,) (kernels for ``max_fwhm_px``) and add
+    ``noise`` (shaped as ``x``)."""
+    return blur_batch(x, fwhm_px, max_fwhm_px) + noise
 
 
 def make_input_spec(kind: str, shape, normalization: str = "reference_mean") -> dict:
@@ -156,6 +232,35 @@ def _draw_params(n: int, ndim: int, cfg: dict, gen: torch.Generator) -> dict:
     }
 
 
+def _generator(*key: int) -> torch.Generator:
+    state = np.random.SeedSequence([int(k) for k in key]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state >> np.uint64(1)))  # fits in int64
+
+
+#: Stream key of the degradation, apart from the augmentation's (seed, epoch).
+_DEGRADE_STREAM = 1
+
+
+def _draw_degradation(n: int, cfg: dict, seed: int, epoch: int) -> dict:
+    """One epoch's degradation: per image a blur FWHM (pixels), a noise SD (0 for the images
+    left as acquired, as for blur) and the seed of its noise field, so that an image's noise does
+    not depend on the batch it is read in."""
+    gen = _generator(seed, epoch, _DEGRADE_STREAM)
+
+    def uniform(low_high):
+        low, high = low_high
+        return low + torch.rand(n, generator=gen, dtype=torch.float64) * (high - low)
+
+    chosen = torch.rand(n, generator=gen, dtype=torch.float64) < cfg["probability"]
+    fwhm_px = uniform(cfg["blur_fwhm_mm"]) / INPUT_SPACING_MM
+    noise_sd = uniform(cfg["noise_sd"])
+    return {
+        "fwhm_px": torch.where(chosen, fwhm_px, 0.0),
+        "noise_sd": torch.where(chosen, noise_sd, 0.0).to(torch.float32),
+        "noise_seed": torch.randint(0, 2**62, (n,), generator=gen),
+    }
+
+
 def _affine_theta(shape, shift: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """``affine_grid`` matrices (normalised coordinates), ``(N, ndim, ndim + 1)``, for rotations
     in the (H, W) plane by ``angle`` (N,) and shifts ``shift`` (N, ndim) in voxels; voxel units
@@ -189,7 +294,8 @@ def augment_batch(x: torch.Tensor, flip, shift, angle, scale) -> torch.Tensor:
 
 
 class ImageDataset(Dataset):
-    """Slabs or boxes with labels, augmented per (seed, epoch) when ``augment`` is enabled.
+    """Slabs or boxes with labels, augmented per (seed, epoch) when ``augment`` is enabled and
+    degraded first when ``degrade`` is given.
 
     Parameters
     ----------
@@ -202,24 +308,38 @@ class ImageDataset(Dataset):
         ``enabled: false`` = none.
     seed : int
         Seed of this dataset's augmentation stream.
+    degrade : dict or None
+        Degradation config (keys of ``cnn.degrade``, over its defaults); None = none.  Drawn from
+        streams of its own, so the augmentation of a dataset is the same with or without it.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, augment: dict | None = None, seed: int = 0):
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        augment: dict | None = None,
+        seed: int = 0,
+        degrade: dict | None = None,
+    ):
         self.x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(1)
         self.y = torch.from_numpy(np.asarray(y, dtype=np.int64))
         self.augment = resolve_augment(augment) if augment is not None else None
+        self.degrade = resolve_degrade(degrade) if degrade is not None else None
         self.seed = int(seed)
         self.params = None
-        if self.augment is not None and self.augment["enabled"]:
+        self.degradation = None
+        if (self.augment is not None and self.augment["enabled"]) or self.degrade is not None:
             self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
-        """Draw the augmentation of ``epoch`` from a generator seeded by (seed, epoch)."""
-        if self.augment is None or not self.augment["enabled"]:
-            return
-        state = np.random.SeedSequence([self.seed, int(epoch)]).generate_state(1, np.uint64)[0]
-        gen = torch.Generator().manual_seed(int(state >> np.uint64(1)))  # fits in int64
-        self.params = _draw_params(len(self), self.x.ndim - 2, self.augment, gen)
+        """Draw the augmentation (and degradation) of ``epoch`` from generators seeded by (seed,
+        epoch)."""
+        if self.augment is not None and self.augment["enabled"]:
+            self.params = _draw_params(
+                len(self), self.x.ndim - 2, self.augment, _generator(self.seed, epoch)
+            )
+        if self.degrade is not None:
+            self.degradation = _draw_degradation(len(self), self.degrade, self.seed, epoch)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -231,6 +351,17 @@ class ImageDataset(Dataset):
         # the DataLoader fetches whole batches through this, so augmentation runs batch-wise
         idx = torch.as_tensor(indices, dtype=torch.long)
         x = self.x[idx]
+        if self.degradation is not None:
+            d = self.degradation
+            noise = torch.stack(
+                [
+                    torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(int(seed)))
+                    for seed in d["noise_seed"][idx]
+                ]
+            )
+            sd = d["noise_sd"][idx].view(-1, *[1] * (x.ndim - 1))
+            widest = self.degrade["blur_fwhm_mm"][1] / INPUT_SPACING_MM
+            x = degrade_batch(x, d["fwhm_px"][idx], noise * sd, widest)
         if self.params is not None:
             p = self.params
             x = augment_batch(x, p["flip"][idx], p["shift"][idx], p["angle"][idx], p["scale"][idx])

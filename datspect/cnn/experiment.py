@@ -1,6 +1,7 @@
 """One CNN model of the experiment: train on a split's training part, select on its validation
-part, score its validation and test parts (and, for the mixed setting, every scan of the
-independent cohorts); the validation scores are what the calibration is fitted on.
+part (both on the setting's training images), score its validation and test parts (the test part
+on the setting's test images) and, for the robust settings, every scan of the independent cohorts;
+the validation scores are what the calibration is fitted on.
 
 Inputs come from the per-cohort bundles of :mod:`datspect.features.cnn_bundle`.
 """
@@ -15,7 +16,12 @@ from datspect.cnn.data import make_input_spec
 from datspect.cnn.train import mc_dropout_logits, predict_logits, train_model
 from datspect.evaluation.splits import PARTS, check_no_leakage
 from datspect.seeds import derive_seed
-from datspect.vocabulary import IMAGES_OF_SETTING, INDEPENDENT_IMAGES
+from datspect.vocabulary import (
+    IMAGES_OF_SETTING,
+    INDEPENDENT_IMAGES,
+    INDEPENDENT_SETTINGS,
+    TRAINING_IMAGES,
+)
 
 
 def _rows(sheet: pd.DataFrame, subjects, image_settings, inputs) -> list[dict]:
@@ -67,34 +73,47 @@ def run(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Train, select and score one (setting, split) model; save its checkpoint.
 
+    ``train_cfg`` may carry the ``augmented`` setting's ``degrade`` (``cnn.degrade``) beside the
+    keys of ``cnn.train``; the sidecar records it.
+
     Returns the raw scores (validation and test part, and the independent cohorts for
-    ``mixed``; column ``part`` says which, ``logit`` is the log-odds of reduced and ``score``
-    its uncalibrated probability; ``logit_mc`` and ``logit_mc_sd`` the mean and SD of the logits of
-    ``mc_dropout_samples`` MC-dropout passes), the per-epoch history and the selected epoch's
-    summary.
+    :data:`~datspect.vocabulary.INDEPENDENT_SETTINGS`; column ``part`` says which, ``logit`` is
+    the log-odds of reduced and ``score`` its uncalibrated probability; ``logit_mc`` and
+    ``logit_mc_sd`` the mean and SD of the logits of ``mc_dropout_samples`` MC-dropout passes),
+    the per-epoch history and the selected epoch's summary.
     The probabilities are calibrated later, on the validation rows
     (:func:`datspect.evaluation.scoring.calibrate_cnn`).
     """
     parts = split_parts(splits, split, dev_sheet)
-    images = IMAGES_OF_SETTING[setting]
-    data = {p: _rows(dev_sheet, parts[p], images, inputs) for p in PARTS}
+    data = {
+        p: _rows(
+            dev_sheet,
+            parts[p],
+            (IMAGES_OF_SETTING if p == "test" else TRAINING_IMAGES)[setting],
+            inputs,
+        )
+        for p in PARTS
+    }
     items = {p: [(r["array"], r["label"]) for r in data[p]] for p in PARTS}
     log(
         f"setting {setting}, split {split}: "
         + ", ".join(f"{p} {len(data[p])} images" for p in PARTS)
     )
+    train_cfg = dict(train_cfg)
+    degrade = train_cfg.pop("degrade", None)
     model, history, best = train_model(
         items["train"],
         items["val"],
         arch=arch,
         train_cfg=train_cfg,
+        degrade=degrade,
         seed=seed,
         threads=threads,
         device=device,
         log=log,
     )
     scored = [r | {"part": part} for part in ("val", "test") for r in data[part]]
-    if setting == "mixed":
+    if setting in INDEPENDENT_SETTINGS:
         for sheet in independent_sheets:
             rows = _rows(sheet, sheet["subject_id"], INDEPENDENT_IMAGES, inputs)
             scored += [r | {"part": "independent"} for r in rows]
@@ -126,5 +145,6 @@ def run(
         seed=seed,
         metrics=best,
         history=history,
+        degrade=degrade,
     )
     return predictions, pd.DataFrame(history), best

@@ -118,6 +118,7 @@ def train_model(
     threads: int,
     device: str = "auto",
     log=print,
+    degrade: dict | None = None,
 ):
     """Train the CNN and keep the epoch chosen on the validation part.
 
@@ -137,6 +138,9 @@ def train_model(
         ``auto`` uses CUDA when available.
     log : callable
         Receives one line of text per epoch (and a header/summary line).
+    degrade : dict, optional
+        Blur and noise degradation of the training images (keys of ``cnn.degrade``; the
+        ``augmented`` setting); the validation images stay as they are.
 
     Returns
     -------
@@ -164,7 +168,7 @@ def train_model(
     _set_determinism(seed, threads, dev)
     model = build_model(arch, x_tr.shape[1:]).to(dev)
 
-    train_ds = ImageDataset(x_tr, y_tr, augment=cfg["augment"], seed=seed)
+    train_ds = ImageDataset(x_tr, y_tr, augment=cfg["augment"], seed=seed, degrade=degrade)
     val_ds = ImageDataset(x_va, y_va)
     loader_gen = torch.Generator().manual_seed(seed)
     balanced = (len(y_tr) / (2.0 * counts)).tolist()

@@ -5,7 +5,7 @@ models degrade as the test scans get blurrier than anything they were trained on
 development scan's ``original`` MNI image is smoothed with an extra isotropic Gaussian of FWHM
 0, 6, 12, ... mm (``evaluation.robustness_fwhm_mm``), the workflow's features are measured on it
 (AAL and hottest-voxels SBR, the CNN slab or box), and the original- and mixed-trained models
-of every split score their split's test part.
+(and the CNNs of ``augmented``) of every split score their split's test part.
 
 Why smooth in MNI space.  The normalized original image exists for every subject, so one job
 per FWHM level smooths and measures all subjects (no per-subject x level jobs, no second
@@ -39,8 +39,6 @@ from datspect.io.imageio import atomic_output
 from datspect.preprocess.smooth import smooth_fwhm
 from datspect.vocabulary import SBR_COLUMN
 
-#: Training settings whose models are scored: as trained by the study, and the robust one.
-TRAINED_SETTINGS = ("original", "mixed")
 COLUMNS = [
     "fwhm",
     "method",

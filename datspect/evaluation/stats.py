@@ -28,8 +28,16 @@ from scipy import stats
 from datspect.errors import InputError
 from datspect.vocabulary import METHODS, SBR_COLUMN, ordered
 
-#: Setting pairs (a, b) compared within each method; ``mean_diff`` is a - b.
-SETTING_PAIRS = (("original", "mixed"), ("smoothed", "mixed"), ("original", "smoothed"))
+#: Setting pairs (a, b) compared within each method; ``mean_diff`` is a - b.  ``augmented`` is
+#: compared with ``mixed`` only: they are tested on the same images (both images of each test
+#: subject), the other settings on one image each (datspect/evaluation/augmentation.py compares
+#: it with ``original`` image by image).
+SETTING_PAIRS = (
+    ("original", "mixed"),
+    ("smoothed", "mixed"),
+    ("original", "smoothed"),
+    ("augmented", "mixed"),
+)
 #: Order of methods in comparisons, the CNN before the SBR methods; pairs are (earlier, later),
 #: so differences read as cnn - sbr.
 METHOD_ORDER = tuple(sorted(METHODS, key=lambda method: method in SBR_COLUMN))
@@ -158,8 +166,7 @@ def comparisons(
     n_train, n_test : int or mapping of cohort -> int
         Part sizes for the Nadeau-Bengio correction (:func:`paired_tests`).
     setting_pairs : sequence of (str, str)
-        Setting pairs compared within each method (default: original vs mixed, smoothed vs
-        mixed, original vs smoothed).
+        Setting pairs compared within each method (default :data:`SETTING_PAIRS`).
 
     Returns
     -------
@@ -200,3 +207,13 @@ def _values(sub: pd.DataFrame, side: tuple[str, str], metric: str) -> pd.Series:
     if rows["split"].duplicated().any():
         raise InputError(f"per_split: split listed twice for {method}/{setting}; keep one row")
     return rows.set_index("split")[metric]
+
+
+def part_sizes(splits: pd.DataFrame, predictions: pd.DataFrame, development: str):
+    """Subjects in the training part and in each cohort's scored set (for Nadeau-Bengio)."""
+    first = splits[splits["split"] == splits["split"].min()]
+    n_train = int((first["part"] == "train").sum())
+    n_test = {development: int((first["part"] == "test").sum())}
+    for cohort, rows in predictions.groupby("cohort"):
+        n_test.setdefault(cohort, int(rows["subject_id"].nunique()))
+    return n_train, n_test

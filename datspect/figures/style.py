@@ -21,8 +21,13 @@ from datspect.io.imageio import atomic_output
 
 DPI = 150
 # Okabe-Ito colours; settings and labels never share one, so cutoff lines stand out on histograms.
-SETTING_COLORS = {"original": "#0072B2", "smoothed": "#E69F00", "mixed": "#009E73"}
-SETTING_LINESTYLES = {"original": "-", "smoothed": "--", "mixed": ":"}
+SETTING_COLORS = {
+    "original": "#0072B2",
+    "smoothed": "#E69F00",
+    "mixed": "#009E73",
+    "augmented": "#CC79A7",
+}
+SETTING_LINESTYLES = {"original": "-", "smoothed": "--", "mixed": ":", "augmented": "-."}
 LABEL_COLORS = {0: "#999999", 1: "#CC79A7"}
 # Methods (figures where settings are panels): Okabe-Ito, with markers so they survive greyscale.
 # Warm colours for the SBR methods, blue for the CNN; hatches and markers tell the SBRs apart.

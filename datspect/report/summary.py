@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from datspect.evaluation import stats
+from datspect.evaluation import augmentation, stats
 from datspect.evaluation.scoring import mcnemar_column
 from datspect.evaluation.splits import listing
 from datspect.vocabulary import METHODS, SETTINGS
@@ -33,21 +33,11 @@ PAIRED_METRICS = ("accuracy", "balanced_accuracy", "auc")
 SIGNIFICANCE = 0.01
 
 
-def part_sizes(splits: pd.DataFrame, predictions: pd.DataFrame, development: str):
-    """Subjects in the training part and in each cohort's scored set (for Nadeau-Bengio)."""
-    first = splits[splits["split"] == splits["split"].min()]
-    n_train = int((first["part"] == "train").sum())
-    n_test = {development: int((first["part"] == "test").sum())}
-    for cohort, rows in predictions.groupby("cohort"):
-        n_test.setdefault(cohort, int(rows["subject_id"].nunique()))
-    return n_train, n_test
-
-
 def paired_table(
     per_split: pd.DataFrame, predictions: pd.DataFrame, splits: pd.DataFrame, development: str
 ) -> pd.DataFrame:
     """All paired comparisons for the main metrics, with a pooled exact McNemar column."""
-    n_train, n_test = part_sizes(splits, predictions, development)
+    n_train, n_test = stats.part_sizes(splits, predictions, development)
     tables = [
         stats.comparisons(per_split, metric, n_train=n_train, n_test=n_test)
         for metric in PAIRED_METRICS
@@ -155,6 +145,8 @@ def summary_markdown(
     sbr_not_scored: Iterable[str] = (),
     uncertainty: pd.DataFrame | None = None,
     excluded: pd.DataFrame | None = None,
+    augmentation: pd.DataFrame | None = None,
+    smooth_fwhm_mm: float = 18.0,
 ) -> str:
     """The results side by side with the study and a verdict on its findings.
 
@@ -174,6 +166,9 @@ def summary_markdown(
         ``uncertainty.tsv``: the inconclusive calls (:func:`uncertainty_lines`).
     excluded : pandas.DataFrame, optional
         ``results/qc/excluded.tsv``: the scans that failed QC (:func:`excluded_lines`).
+    augmentation : pandas.DataFrame, optional
+        ``augmentation.tsv``: the augmented setting against mixed (:func:`augmentation_line`,
+        the robustness curve read up to ``smooth_fwhm_mm``).
     """
     sources = {c: "sheet" for c in [development, *summary["cohort"]]} | dict(sources or {})
     cohorts = list(dict.fromkeys(summary["cohort"]))
@@ -199,13 +194,15 @@ def summary_markdown(
         if cohort == development:
             continue
         lines += ["", f"Independent cohort `{cohort}` (mixed-setting models, all scans):", ""]
+        # a robust setting beside mixed (augmented) is named in its rows
         lines += [
             "| method | accuracy | sensitivity | specificity | AUC |",
             "|---|---|---|---|---|",
         ]
         for row in summary[summary["cohort"] == cohort].itertuples():
+            name = row.method if row.setting == "mixed" else f"{row.method} ({row.setting})"
             lines.append(
-                f"| {row.method} | {_fmt(row.accuracy_mean, row.accuracy_sd)} | "
+                f"| {name} | {_fmt(row.accuracy_mean, row.accuracy_sd)} | "
                 f"{_fmt(row.sensitivity_mean, row.sensitivity_sd)} | "
                 f"{_fmt(row.specificity_mean, row.specificity_sd)} | "
                 f"{_fmt(row.auc_mean, row.auc_sd)} |"
@@ -220,6 +217,8 @@ def summary_markdown(
         lines += excluded_lines(excluded)
     lines += ["", "## The study's findings on this run", ""]
     lines += _verdicts(summary, paired, development, cohorts)
+    if augmentation is not None and not augmentation.empty:
+        lines.append(augmentation_line(augmentation, development, smooth_fwhm_mm))
     lines += [
         "",
         "p-values come from paired tests over splits whose test parts overlap, so the paired "
@@ -335,6 +334,21 @@ def _verdicts(summary, paired, development, cohorts) -> list[str]:
                 f"({cnn:.3f} vs {sbr:.3f}): **{'holds' if holds else 'does not hold'}**."
             )
     return out or ["- (no comparisons available in this run)"]
+
+
+def augmentation_line(table: pd.DataFrame, development: str, max_fwhm: float) -> str:
+    """Beyond the study: the augmented CNN within 0.01 of the mixed CNN (issue 18's target) on
+    the smoothed test images, along the robustness curve up to ``max_fwhm`` and on each
+    independent cohort."""
+    gaps = augmentation.gaps(table, development, max_fwhm)
+    names = {"smoothed": "smoothed test images", "curve": f"robustness curve to {max_fwhm:g} mm"}
+    parts = [f"{names.get(k, f'`{k}`')} {v:+.4f}" for k, v in gaps.items()]
+    holds = all(v <= 0.01 for v in gaps.values())
+    return (
+        "- beyond the study: the augmented CNN (original images, random blur and noise) within "
+        f"0.01 of the mixed CNN (mixed − augmented: {', '.join(parts)}; augmentation.tsv): "
+        f"**{'holds' if holds else 'does not hold'}**."
+    )
 
 
 def _what_became(excluded: pd.DataFrame) -> str:

@@ -15,7 +15,7 @@ import os
 import jsonschema
 import yaml
 
-from datspect import schema
+from datspect import schema, vocabulary
 from datspect.errors import InputError
 from datspect.evaluation.splits import PARTS as SPLIT_PARTS
 from datspect.schema import load_yaml
@@ -224,6 +224,8 @@ def _ranges(config: dict):
     for name, cohort in config["cohorts"].items():
         if cohort.get("simulate"):
             yield ("cohorts", name, "simulate", "age_range"), cohort["simulate"]["age_range"]
+    for key in ("blur_fwhm_mm", "noise_sd"):
+        yield ("cnn", "degrade", key), config["cnn"]["degrade"][key]
 
 
 def _dotted(path) -> str:
@@ -309,6 +311,13 @@ def check_semantics(config: dict, source: str = "config", files=()) -> None:
                     f"simulation.cameras ({', '.join(sorted(cameras)) or 'none defined'}); use "
                     "one of those or define the camera under simulation.cameras."
                 )
+    cnn_only = [s for s in config["settings"] if s in vocabulary.CNN_ONLY_SETTINGS]
+    if cnn_only and "cnn" not in config["methods"]:
+        where = _locate_any(files, [["settings"]], source)
+        raise InputError(
+            f"{where}: settings lists {', '.join(cnn_only)}, a way to train the CNN, but methods "
+            "has no 'cnn'; add 'cnn' to methods or remove it from settings."
+        )
     if "cnn" in config["methods"] and "mixed" not in config["settings"]:
         independent = [n for n, r in roles.items() if r == "independent"]
         if independent:
