@@ -53,9 +53,9 @@ def test_config_edit_plans_only_what_depends_on_it(small_run, tmp_path, change):
     if "smooth_fwhm" in change:
         assert counts["cnn_input_bundle"] == 2  # one per cohort
     if "epochs" in change:
-        assert counts["train_cnn"] == 3 * 2  # settings x splits
+        assert counts["train_cnn"] == 4 * 2  # settings (with augmented) x splits
     if "epochs" in change or "calibration" in change:
-        assert counts["calibrate_cnn"] == 3 * 2
+        assert counts["calibrate_cnn"] == 4 * 2
     if "hv_volume" in change:
         assert counts["fit_sbr_cutoff"] == 3 * 2  # HV only: settings x splits
         assert counts["sbr_method_table"] == 1

@@ -119,13 +119,15 @@ def test_sim_to_real_workflow(tmp_path):
     per_split = read_tsv(workdir / "results/metrics/per_split.tsv")
     slab_rows = per_split[per_split["cohort"] == "ppmi_slabs"]
     assert set(slab_rows["method"]) == {"cnn"}  # no sbr rows for the slab cohort
-    assert set(slab_rows["setting"]) == {"mixed"} and len(slab_rows) == 2  # one per split
+    assert set(slab_rows["setting"]) == {"mixed", "augmented"}  # the independent settings
+    assert len(slab_rows) == 2 * 2  # one per split and setting
     assert (slab_rows["n"] == 47).all()  # 49 PNGs, the image under both labels left out
     assert {"sbr_aal", "sbr_hv"} <= set(per_split.loc[per_split["cohort"] == "clinical", "method"])
     summary = read_tsv(workdir / "results/metrics/summary.tsv")
     assert set(summary.loc[summary["cohort"] == "ppmi_slabs", "method"]) == {"cnn"}
     markdown = (workdir / "results/summary.md").read_text(encoding="utf-8")
-    row = summary[summary["cohort"] == "ppmi_slabs"].iloc[0]
+    slab_summary = summary[summary["cohort"] == "ppmi_slabs"]
+    row = slab_summary[slab_summary["setting"] == "mixed"].iloc[0]
     assert (
         "Sim-to-real: the mixed-setting CNNs trained on the simulated `ppmi` cohort score the "
         f"real slabs of `ppmi_slabs` with accuracy {row.accuracy_mean:.3f} ± "
