@@ -10,6 +10,7 @@ from scipy import ndimage
 from snakemake.utils import update_config
 from test_bad_input import validate_files
 
+from datspect.cohorts import simulate
 from datspect.cohorts.simulate import simulate_subject
 from datspect.workflow.config_checks import load_yaml
 
@@ -50,6 +51,23 @@ def test_profiles_validate_and_differ_as_sites_do(config):
         assert {k: v for k, v in sim.items() if k not in ("camera", "n_normal", "n_reduced")} == {
             k: v for k, v in ppmi.items() if k not in ("camera", "n_normal", "n_reduced")
         }
+
+
+def test_every_pose_of_the_population_fits_each_field_of_view(config):
+    """The simulator stops at a brain outside the field of view: no profile may be so tight
+    that a pose of the configured range (rotation, shift, head size) does that."""
+    physics = config["simulation"]
+    for sim in camera_cohorts(config).values():
+        camera = physics["cameras"][sim["camera"]]
+        geo = simulate._geometry(physics, camera, physics["pose"]["scale"][0])
+        native = simulate.native_affine(camera["shape"], camera["voxel_mm"], camera["orientation"])
+        rng = np.random.default_rng(0)
+        for _ in range(1000):
+            pose = simulate.draw_pose(rng, physics["pose"], camera["head_offset_mm"])
+            corners = np.c_[geo.brain_corners_mm, np.ones(8)].T
+            voxels = (np.linalg.inv(native) @ pose["native_from_mni"] @ corners)[:3].T
+            inside = (voxels >= 0.5) & (voxels <= np.array(camera["shape"]) - 1.5)
+            assert inside.all(), f"{sim['camera']}: a brain corner within a voxel of the edge"
 
 
 def _at(img, native_from_mni, xyz) -> float:
