@@ -60,12 +60,10 @@ def test_every_pose_of_the_population_fits_each_field_of_view(config):
     for sim in camera_cohorts(config).values():
         camera = physics["cameras"][sim["camera"]]
         geo = simulate._geometry(physics, camera, physics["pose"]["scale"][0])
-        native = simulate.native_affine(camera["shape"], camera["voxel_mm"], camera["orientation"])
         rng = np.random.default_rng(0)
         for _ in range(1000):
             pose = simulate.draw_pose(rng, physics["pose"], camera["head_offset_mm"])
-            corners = np.c_[geo.brain_corners_mm, np.ones(8)].T
-            voxels = (np.linalg.inv(native) @ pose["native_from_mni"] @ corners)[:3].T
+            voxels = simulate.brain_corner_voxels(geo, camera, pose["native_from_mni"])
             inside = (voxels >= 0.5) & (voxels <= np.array(camera["shape"]) - 1.5)
             assert inside.all(), f"{sim['camera']}: a brain corner within a voxel of the edge"
 

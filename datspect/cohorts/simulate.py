@@ -401,6 +401,14 @@ def draw_resolution(rng: np.random.Generator, cam: dict) -> float:
     return round(max(cam["psf_fwhm_mm"] + offset, 0.5 * cam["psf_fwhm_mm"]), 6)
 
 
+def brain_corner_voxels(geo, cam: dict, native_from_mni) -> np.ndarray:
+    """The corners of the brain's box (MNI mm) in the camera's voxel indices, shape (8, 3), for
+    the pose ``native_from_mni``: the field-of-view check of a simulated scan."""
+    native = native_affine(cam["shape"], cam["voxel_mm"], cam["orientation"])
+    corners = np.c_[geo.brain_corners_mm, np.ones(8)].T
+    return (np.linalg.inv(native) @ np.asarray(native_from_mni) @ corners)[:3].T
+
+
 def _geometry(physics: dict, cam: dict, scale_min: float):
     t = physics["tissue"]
     # Keep a blur margin of 3 PSF sigmas (MNI mm) around the head on the MNI grid (whole voxels).
@@ -475,9 +483,8 @@ def simulate_subject(
     pose = draw_pose(streams["pose"], physics["pose"], cam["head_offset_mm"])
     m = pose.pop("native_from_mni")
     resolution = draw_resolution(streams["pose"], cam)  # drawn after the pose: it stays
-    aff_n = native_affine(cam["shape"], cam["voxel_mm"], cam["orientation"])
-    brain_vox = (np.linalg.inv(aff_n) @ m @ np.c_[geo.brain_corners_mm, np.ones(8)].T)[:3]
-    if np.any(brain_vox < -0.5) or np.any(brain_vox.T > np.array(cam["shape"]) - 0.5):
+    brain_vox = brain_corner_voxels(geo, cam, m)
+    if np.any(brain_vox < -0.5) or np.any(brain_vox > np.array(cam["shape"]) - 0.5):
         raise InputError(
             f"simulation.cameras.{camera_name}: the brain of {subject_id} leaves the field of "
             f"view {cam['shape']} x {cam['voxel_mm']} mm; enlarge shape, or reduce "
