@@ -100,6 +100,6 @@ def test_cameras_config_plans_each_camera_cohort_as_an_unseen_one(tmp_path):
     point)."""
     proc = snakemake("--dry-run", workdir=tmp_path, configfiles=[*SMALL, str(FILES[1])])
     counts = job_counts(proc.stdout)
-    n_camera_scans = 4 * (50 + 50)
+    n_camera_scans = 5 * (50 + 50)
     assert counts["simulate_subject"] == 30 + 12 + n_camera_scans
-    assert counts["cnn_input_bundle"] == 2 + 4
+    assert counts["cnn_input_bundle"] == 2 + 5
