@@ -38,6 +38,7 @@ include: "rules/robustness.smk"
 include: "rules/report.smk"
 include: "rules/realism.smk"
 include: "rules/export.smk"
+include: "rules/cameras.smk"
 
 
 # At the start, before any job removes its previous outputs: the planned jobs' device and CNN

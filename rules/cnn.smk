@@ -63,10 +63,7 @@ rule train_cnn:
     params:
         input_kind=CNN["input"],
         arch=CNN["arch"],
-        # the augmented setting's degradation rides in its `train` only, so that the
-        # parameters of the other settings' trainings, and so their results, stay as they were
-        train=lambda w: CNN["train"]
-        | ({"degrade": CNN["degrade"]} if w.setting == "augmented" else {}),
+        train=lambda w: cnn_train_config(w.setting),
         device=CNN["device"],
         seed=lambda w: derive_seed(SEED, "cnn", w.setting, w.split),
         mc_dropout_samples=config["evaluation"]["uncertainty"]["mc_dropout_samples"],

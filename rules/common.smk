@@ -242,6 +242,7 @@ def all_targets():
         realism_targets(),
         robustness_targets(),
         augmentation_targets(),
+        cameras_targets(),
         expand("results/report/{table}.html", table=report_tables()),
         *export_targets(),
     ]
@@ -391,6 +392,53 @@ def augmentation_targets():
     return ["results/metrics/augmentation.tsv"]
 
 
+# Leave-one-camera-out (rules/cameras.smk, README "Unseen cameras"): the camera cohorts, the
+# training sets of k of them, the trainings and SBR cutoffs.
+CAMERAS = config["cameras"]["cohorts"]
+CAMERA_SPLITS = list(range(config["cameras"]["n_splits"]))
+CAMERA_SETS = {}
+if CAMERAS:
+    from datspect.evaluation import cameras as camera_experiment
+
+    CAMERA_SETS = {
+        s["training_set"]: s
+        for s in camera_experiment.training_sets(CAMERAS, config["cameras"]["k"])
+    }
+    if workflow.is_main_process:
+        camera_experiment.check_distinct_subjects({c: subjects(c) for c in CAMERAS})
+CAMERA_CNN_SETTINGS = config["cameras"]["settings"] if "cnn" in METHODS else []
+CAMERA_SBR = [
+    (m, s)
+    for m, s in vocabulary.method_settings(METHODS, config["cameras"]["settings"])
+    if m != "cnn"
+]
+
+
+def cnn_train_config(setting):
+    """`cnn.train`, with `cnn.degrade` for the augmented setting only, so that the parameters
+    of the other settings' trainings, and so their results, stay as they were."""
+    cnn = config["cnn"]
+    return cnn["train"] | (
+        {"degrade": cnn["degrade"]} if setting == "augmented" else {}
+    )
+
+
+def camera_scores():
+    """The camera experiment's CNN score tables and the training set of each."""
+    return {
+        f"results/cameras/cnn/{setting}/{name}/split-{split}/scores.tsv": name
+        for setting in CAMERA_CNN_SETTINGS
+        for name in CAMERA_SETS
+        for split in CAMERA_SPLITS
+    }
+
+
+def cameras_targets():
+    if not CAMERAS:
+        return []
+    return ["results/metrics/cameras.tsv", "results/figures/cameras.png"]
+
+
 # Tables the report shows as HTML pages (see report.smk), name -> page title.
 REPORT_TABLES = {
     "summary": "Metrics per cohort, method and setting: mean and SD over splits",
@@ -398,6 +446,7 @@ REPORT_TABLES = {
     "robustness": "Accuracy on test scans smoothed with extra FWHM, per split",
     "uncertainty": "Inconclusive calls per cohort, method, setting and split",
     "augmentation": "Augmented CNNs against mixed and original ones, per kind of test image",
+    "cameras": "Leave-one-camera-out: each model on each camera, seen in training or not",
 }
 
 
@@ -405,6 +454,7 @@ def report_tables():
     optional = {
         "robustness": robustness_enabled(),
         "augmentation": bool(augmentation_targets()),
+        "cameras": bool(CAMERAS),
     }
     return [t for t in REPORT_TABLES if optional.get(t, True)]
 

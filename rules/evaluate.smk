@@ -41,6 +41,7 @@ rule summarize:
         uncertainty="results/metrics/uncertainty.tsv",
         excluded=rules.qc_exclusions.output.excluded,
         augmentation=augmentation_targets(),
+        cameras=cameras_targets()[:1],
     output:
         summary="results/metrics/summary.tsv",
         paired="results/metrics/paired_tests.tsv",

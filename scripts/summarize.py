@@ -17,6 +17,7 @@ write_tsv(summary, snakemake.output.summary)
 write_tsv(paired, snakemake.output.paired)
 p = snakemake.params
 augmentation = list(snakemake.input.augmentation)  # empty unless the run has augmented CNNs
+camera_table = list(snakemake.input.cameras)  # empty unless the run holds cameras out
 atomic_write_text(
     snakemake.output.markdown,
     summary_markdown(
@@ -29,6 +30,7 @@ atomic_write_text(
         excluded=read_tsv(snakemake.input.excluded),
         augmentation=read_tsv(augmentation[0]) if augmentation else None,
         smooth_fwhm_mm=p.smooth_fwhm_mm,
+        camera_table=read_tsv(camera_table[0]) if camera_table else None,
     ),
 )
 note = sbr_not_reported_line(p.development, p.sources, p.sbr_not_scored)

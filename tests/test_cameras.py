@@ -1,9 +1,15 @@
 """The camera profiles of configs/cameras.yaml (issue 18 part 2): valid, different as real sites
-are, and imaging the same subject when only the camera changes."""
+are, and imaging the same subject when only the camera changes; the leave-one-camera-out split
+logic: no subject and no image of a held-out camera in training."""
 
 from __future__ import annotations
 
+import itertools
+import shutil
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import REPO, SMALL, job_counts, snakemake
 from scipy import ndimage
@@ -12,9 +18,15 @@ from test_bad_input import validate_files
 
 from datspect.cohorts import simulate
 from datspect.cohorts.simulate import simulate_subject
+from datspect.errors import InputError
+from datspect.evaluation import cameras
+from datspect.evaluation.splits import drop_excluded
+from datspect.io.tsv import read_tsv
 from datspect.workflow.config_checks import load_yaml
 
 FILES = [REPO / "config.yaml", REPO / "configs" / "cameras.yaml"]
+#: The camera experiment at test scale (4 + 4 scans per camera, k = 1 and 2, one split).
+SMALL_CAMERAS = [*SMALL, str(FILES[1]), str(REPO / "tests" / "config.cameras-small.yaml")]
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +106,215 @@ def test_same_subject_on_every_camera_differs_only_by_the_camera(config):
     assert max(contrast.values()) / min(contrast.values()) > 1.3
 
 
-def test_cameras_config_plans_each_camera_cohort_as_an_unseen_one(tmp_path):
+def test_cameras_config_plans_the_leave_one_camera_out_experiment(tmp_path):
     """The opt-in config in the workflow: every camera cohort simulated (on its own camera) and
-    made into CNN inputs, for the development cohort's robust models to score (the k = 1
-    point)."""
+    made into CNN inputs; 4 k x 5 cyclic training sets x 3 settings x 3 splits CNNs."""
     proc = snakemake("--dry-run", workdir=tmp_path, configfiles=[*SMALL, str(FILES[1])])
     counts = job_counts(proc.stdout)
     n_camera_scans = 5 * (50 + 50)
     assert counts["simulate_subject"] == 30 + 12 + n_camera_scans
     assert counts["cnn_input_bundle"] == 2 + 5
+    assert counts["train_camera_cnn"] == 4 * 5 * 3 * 3
+    assert counts["camera_splits"] == counts["cameras_table"] == counts["cameras_figure"] == 1
+
+
+# ------------------------------------------------------------- leave-one-camera-out split logic
+
+
+CAMS = ["a", "b", "c", "d", "e"]
+
+
+def _sheets(n=10):
+    """Per camera a sheet of n normal and n reduced subjects, ids unique across cameras."""
+    return {
+        c: pd.DataFrame(
+            {
+                "cohort": c,
+                "subject_id": [f"{c}-{i:03d}" for i in range(2 * n)],
+                "label": [0] * n + [1] * n,
+                "image": [f"{c}/{i}.nii.gz" for i in range(2 * n)],
+            }
+        )
+        for c in CAMS
+    }
+
+
+def test_training_sets_leave_every_camera_out_equally_often():
+    sets = cameras.training_sets(CAMS, [])
+    assert sorted({s["k"] for s in sets}) == [1, 2, 3, 4]
+    assert len({tuple(s["cameras"]) for s in sets}) == len(sets) == 4 * 5
+    for k in range(1, 5):
+        windows = [s["cameras"] for s in sets if s["k"] == k]
+        assert all(len(w) == len(set(w)) == k for w in windows)
+        for camera in CAMS:
+            assert sum(camera not in w for w in windows) == 5 - k
+    with pytest.raises(InputError, match=r"1 \.\. 4"):
+        cameras.training_sets(CAMS, [5])
+
+
+def test_camera_splits_are_grouped_per_camera_and_independent_of_the_others():
+    sheets = _sheets()
+    splits = cameras.camera_splits(sheets, n_splits=3, fractions=(0.6, 0.2, 0.2), seed=7)
+    assert not splits.duplicated(["split", "subject_id"]).any()
+    for (camera, _), rows in splits.groupby(["cohort", "split"]):
+        assert set(rows["subject_id"]) == set(sheets[camera]["subject_id"])
+        assert rows["part"].value_counts().to_dict() == {"train": 12, "val": 4, "test": 4}
+    fewer = cameras.camera_splits(
+        {c: sheets[c] for c in CAMS[:3]}, n_splits=3, fractions=(0.6, 0.2, 0.2), seed=7
+    )
+    same = splits[splits["cohort"].isin(CAMS[:3])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(fewer, same)
+
+
+def test_a_training_set_trains_on_no_image_of_a_held_out_camera():
+    """The view a CNN of the set trains on (split_parts of datspect.cnn.experiment) holds the
+    training cameras' subjects only; the held-out cameras are scored, never trained on."""
+    from datspect.cnn.experiment import split_parts
+
+    sheets = _sheets()
+    splits = cameras.camera_splits(sheets, n_splits=2, fractions=(0.6, 0.2, 0.2), seed=7)
+    for spec in cameras.training_sets(CAMS, []):
+        training = pd.concat([sheets[c] for c in spec["cameras"]], ignore_index=True)
+        view = cameras.training_view(splits, spec["cameras"])
+        for split in (0, 1):
+            parts = split_parts(view, split, training)
+            used = parts["train"] | parts["val"]
+            assert {s.split("-")[0] for s in used} == set(spec["cameras"])
+            assert not used & parts["test"]
+
+
+def _sbr_table(sheets, held_out_shift=0.0, held_out=()):
+    """SBRs: normal 3.0, reduced 1.5 (+ 0.1 per subject index), both images; the cameras
+    ``held_out`` shifted by ``held_out_shift``."""
+    rows = []
+    for camera, sheet in sheets.items():
+        for i, (sid, label) in enumerate(zip(sheet["subject_id"], sheet["label"], strict=True)):
+            value = (
+                (1.5 if label else 3.0) + 0.01 * i + (held_out_shift if camera in held_out else 0)
+            )
+            for image, blur in (("original", 0.0), ("smoothed", 0.8)):
+                sbr = value - blur
+                rows.append((camera, sid, label, image, sbr, sbr))
+    return pd.DataFrame(
+        rows, columns=["cohort", "subject_id", "label", "image_setting", "putamen", "hv_putamen"]
+    )
+
+
+def test_sbr_cutoffs_are_fitted_on_the_training_cameras_alone():
+    sheets = _sheets()
+    splits = cameras.camera_splits(sheets, n_splits=1, fractions=(0.6, 0.2, 0.2), seed=7)
+    kwargs = dict(method="sbr_aal", setting="original", split=0, training_cameras=["a", "b"])
+    cutoff, calls = cameras.fit_sbr_cutoff(_sbr_table(sheets), splits, **kwargs)
+    # the held-out cameras' values can change at will: the cutoff does not move
+    shifted, calls_shifted = cameras.fit_sbr_cutoff(
+        _sbr_table(sheets, -1.0, ("c", "d", "e")), splits, **kwargs
+    )
+    assert cutoff == shifted
+    assert 1.6 < cutoff < 3.0
+    # ...but a training camera's values move it
+    moved, _ = cameras.fit_sbr_cutoff(_sbr_table(sheets, 0.5, ("a",)), splits, **kwargs)
+    assert moved != cutoff
+    assert set(calls["image_setting"]) == {"original"}
+    seen = calls[calls["cohort"].isin(["a", "b"])]
+    test_part = set(splits.loc[splits["part"] == "test", "subject_id"])
+    assert set(seen["subject_id"]) <= test_part and set(seen["part"]) == {"test"}
+    unseen = calls[~calls["cohort"].isin(["a", "b"])]
+    assert len(unseen) == 3 * 20 and set(unseen["part"]) == {"independent"}
+    # shifted down by 1.0, the held-out cameras' normal scans fall below the cutoff
+    table = cameras.camera_metrics(
+        calls_shifted.assign(training_set="k2-0"),
+        [{"training_set": "k2-0", "k": 2, "cameras": ["a", "b"]}],
+    )
+    assert set(table.loc[table["seen"], "camera"]) == {"a", "b"}
+    assert (table.loc[table["seen"], "accuracy"] == 1.0).all()
+    assert (table.loc[~table["seen"], "specificity"] < 0.5).all()
+
+
+def test_mixed_sbr_cutoffs_pool_both_images_of_the_training_part():
+    sheets = _sheets()
+    splits = cameras.camera_splits(sheets, n_splits=1, fractions=(0.6, 0.2, 0.2), seed=7)
+    kwargs = dict(method="sbr_hv", split=0, training_cameras=["c", "d", "e"])
+    original, _ = cameras.fit_sbr_cutoff(_sbr_table(sheets), splits, setting="original", **kwargs)
+    mixed, _ = cameras.fit_sbr_cutoff(_sbr_table(sheets), splits, setting="mixed", **kwargs)
+    assert mixed != original
+
+
+# ------------------------------------------------------------- the experiment in the workflow
+
+
+@pytest.fixture(scope="module")
+def camera_run(small_run, tmp_path_factory):
+    """The finished small run, then the camera experiment at test scale on top of it."""
+    workdir = Path(shutil.copytree(small_run, tmp_path_factory.mktemp("cameras") / "run"))
+    snakemake("--cores", "2", "--quiet", workdir=workdir, configfiles=SMALL_CAMERAS)
+    return workdir
+
+
+def _camera_cohorts():
+    merged = {}
+    for file in SMALL_CAMERAS:
+        update_config(merged, load_yaml(file))
+    return merged["cameras"]["cohorts"]
+
+
+def test_each_camera_model_trains_on_its_cameras_and_scores_the_others(camera_run):
+    """From the run's own files: a model's validation and test rows are its cameras' parts, its
+    training images as many as their training parts hold, and every scan of the other cameras
+    is scored as unseen."""
+    cams = _camera_cohorts()
+    excluded = read_tsv(camera_run / "results/qc/excluded.tsv")
+    sheets = {
+        c: drop_excluded(read_tsv(camera_run / f"data/{c}/cohort.tsv"), excluded) for c in cams
+    }
+    splits = read_tsv(camera_run / "results/cameras/splits.tsv")
+    sets = cameras.training_sets(cams, [1, 2])
+    for spec, setting in itertools.product(sets, ("original", "mixed")):
+        name = spec["training_set"]
+        scores = read_tsv(camera_run / f"results/cameras/cnn/{setting}/{name}/split-0/scores.tsv")
+        mine = splits[splits["cohort"].isin(spec["cameras"]) & (splits["split"] == 0)]
+        for part in ("val", "test"):
+            scored = set(scores.loc[scores["part"] == part, "subject_id"])
+            assert scored == set(mine.loc[mine["part"] == part, "subject_id"])
+        unseen = [s for c, s in sheets.items() if c not in spec["cameras"]]
+        assert sorted(scores.loc[scores["part"] == "independent", "subject_id"]) == sorted(
+            pd.concat(unseen)["subject_id"]
+        )
+        log = (camera_run / f"logs/train_camera_cnn/{setting}_{name}_0.log").read_text()
+        n_train = (mine["part"] == "train").sum() * (2 if setting == "mixed" else 1)
+        assert f"split 0: train {n_train} images" in log
+
+
+def test_cameras_table_figure_report_and_summary_line(camera_run):
+    cams = _camera_cohorts()
+    table = read_tsv(camera_run / "results/metrics/cameras.tsv")
+    models = table.groupby(["method", "setting", "training_set", "split"])
+    assert models.ngroups == 3 * 2 * 10 * 1  # methods x settings x training sets x splits
+    for (_, _, name, _), rows in models:
+        k = int(name[1])
+        assert (rows["k"] == k).all() and sorted(rows["camera"]) == sorted(cams)
+        assert rows["seen"].sum() == k
+        seen = set(rows.loc[rows["seen"], "camera"])
+        assert set(rows["training_cameras"].iloc[0].split("+")) == seen
+    excluded = read_tsv(camera_run / "results/qc/excluded.tsv")
+    scans = {
+        c: len(drop_excluded(read_tsv(camera_run / f"data/{c}/cohort.tsv"), excluded))
+        for c in cams
+    }
+    unseen = table[~table["seen"]]
+    assert (unseen["n"] == unseen["camera"].map(scans)).all()  # every scan of the camera
+    assert (table["accuracy"].between(0, 1)).all()
+    assert (camera_run / "results/figures/cameras.png").stat().st_size > 10_000
+    assert "Leave-one-camera-out" in (camera_run / "results/report/cameras.html").read_text()
+    summary = (camera_run / "results/summary.md").read_text()
+    assert "cameras never seen in training (leave-one-camera-out over 5 cameras" in summary
+
+
+def test_the_camera_experiment_leaves_the_study_results_as_they_were(small_run, camera_run):
+    """The development cohort's rows of summary.tsv, byte for byte: the same models, now also
+    scoring the camera cohorts."""
+
+    def development(run):
+        table = read_tsv(run / "results/metrics/summary.tsv")
+        return table[table["cohort"] == "ppmi"].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(development(small_run), development(camera_run))

@@ -1,7 +1,8 @@
 """One CNN model of the experiment: train on a split's training part, select on its validation
 part (both on the setting's training images), score its validation and test parts (the test part
-on the setting's test images) and, for the robust settings, every scan of the independent cohorts;
-the validation scores are what the calibration is fitted on.
+on the setting's test images) and every scan of the independent cohorts it is given (the study's
+robust settings get them; the camera experiment's models get the cameras they did not see); the
+validation scores are what the calibration is fitted on.
 
 Inputs come from the per-cohort bundles of :mod:`datspect.features.cnn_bundle`.
 """
@@ -19,16 +20,17 @@ from datspect.seeds import derive_seed
 from datspect.vocabulary import (
     IMAGES_OF_SETTING,
     INDEPENDENT_IMAGES,
-    INDEPENDENT_SETTINGS,
     TRAINING_IMAGES,
 )
 
 
 def _rows(sheet: pd.DataFrame, subjects, image_settings, inputs) -> list[dict]:
+    """One row per image of ``subjects``; a sheet may pool cohorts (the camera experiment's)."""
     labels = dict(zip(sheet["subject_id"], sheet["label"], strict=True))
-    cohort = str(sheet["cohort"].iloc[0])
+    cohorts = dict(zip(sheet["subject_id"], sheet["cohort"].astype(str), strict=True))
     rows = []
     for subject in sorted(subjects):
+        cohort = cohorts[subject]
         for setting in image_settings:
             array = inputs[(cohort, subject)][setting]
             rows.append(
@@ -76,10 +78,10 @@ def run(
     ``train_cfg`` may carry the ``augmented`` setting's ``degrade`` (``cnn.degrade``) beside the
     keys of ``cnn.train``; the sidecar records it.
 
-    Returns the raw scores (validation and test part, and the independent cohorts for
-    :data:`~datspect.vocabulary.INDEPENDENT_SETTINGS`; column ``part`` says which, ``logit`` is
-    the log-odds of reduced and ``score`` its uncalibrated probability; ``logit_mc`` and
-    ``logit_mc_sd`` the mean and SD of the logits of ``mc_dropout_samples`` MC-dropout passes),
+    Returns the raw scores (validation and test part, and the ``independent_sheets``; column
+    ``part`` says which, ``logit`` is the log-odds of reduced and ``score`` its uncalibrated
+    probability; ``logit_mc`` and ``logit_mc_sd`` the mean and SD of the logits of
+    ``mc_dropout_samples`` MC-dropout passes),
     the per-epoch history and the selected epoch's summary.
     The probabilities are calibrated later, on the validation rows
     (:func:`datspect.evaluation.scoring.calibrate_cnn`).
@@ -113,10 +115,9 @@ def run(
         log=log,
     )
     scored = [r | {"part": part} for part in ("val", "test") for r in data[part]]
-    if setting in INDEPENDENT_SETTINGS:
-        for sheet in independent_sheets:
-            rows = _rows(sheet, sheet["subject_id"], INDEPENDENT_IMAGES, inputs)
-            scored += [r | {"part": "independent"} for r in rows]
+    for sheet in independent_sheets:
+        rows = _rows(sheet, sheet["subject_id"], INDEPENDENT_IMAGES, inputs)
+        scored += [r | {"part": "independent"} for r in rows]
     arrays = [r["array"] for r in scored]
     logits = predict_logits(model, arrays, device=device)
     mc = mc_dropout_logits(

@@ -1,5 +1,5 @@
-"""The results figures: accuracy bars, ROC curves, confusion matrices, the independent cohorts
-and the robustness curve.
+"""The results figures: accuracy bars, ROC curves, confusion matrices, the independent cohorts,
+the robustness curve and the leave-one-camera-out curve.
 
 The mean ROC over splits and the pooled confusion counts come from :mod:`datspect.evaluation`;
 the bars' mean ± SD over splits is a groupby of the table they are given.
@@ -486,5 +486,73 @@ def robustness_curve(
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
     fig.suptitle("Robustness to resolution: development test parts smoothed further")
+    save(fig, out, dpi)
+    return fig
+
+
+@styled
+def camera_curve(table: pd.DataFrame, out, *, dpi: int = DPI) -> Figure:
+    """Leave-one-camera-out: accuracy against the number of training cameras; one panel per
+    training setting.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``cameras.tsv`` (:func:`datspect.evaluation.cameras.camera_metrics`).
+    out : str or Path
+        The PNG to write.
+    dpi : int
+        Resolution of the PNG.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Per method a solid line on the unseen cameras (gid ``<setting>:<method>:unseen``, mean
+        ± SD over training sets, splits and cameras) and a dashed one on the training cameras'
+        test parts (``...:seen``).
+    """
+    from datspect.evaluation.cameras import accuracy_by_k
+
+    require_columns(table, ["method", "setting", "k", "seen", "accuracy"], "cameras")
+    if table.empty:
+        raise InputError("cameras: the table is empty; run the camera experiment first")
+    stats = accuracy_by_k(table)
+    settings = ordered(stats["setting"], SETTINGS)
+    ks = sorted(stats["k"].unique())
+    fig = new_figure(max(5.0, 4.6 * len(settings)), 4.6)
+    axes = fig.subplots(1, len(settings), sharey=True, squeeze=False)[0]
+    for ax, setting in zip(axes, settings, strict=True):
+        rows = stats[stats["setting"] == setting]
+        methods = ordered(rows["method"], METHODS)
+        for i, method in enumerate(methods):
+            color = METHOD_COLORS.get(method, "#999999")
+            name = METHOD_NAMES.get(method, method)
+            offset = (i - (len(methods) - 1) / 2) * 0.06
+            for seen in (False, True):
+                part = rows[(rows["method"] == method) & (rows["seen"] == seen)].sort_values("k")
+                sd = np.where(part["n_tests"] > 1, part["sd"].fillna(0.0), 0.0)
+                ax.errorbar(
+                    part["k"].to_numpy(dtype=float) + offset,
+                    part["mean"].to_numpy(dtype=float),
+                    yerr=None if seen else sd,
+                    color=color,
+                    marker=METHOD_MARKERS.get(method, "o"),
+                    markersize=4 if seen else 5,
+                    capsize=3,
+                    linewidth=1.0 if seen else 1.6,
+                    linestyle="--" if seen else "-",
+                    alpha=0.6 if seen else 1.0,
+                    label=f"{name}, {'training cameras (test parts)' if seen else 'unseen camera'}",
+                    gid=f"{setting}:{method}:{'seen' if seen else 'unseen'}",
+                )
+        ax.set_title(f"trained on {setting}")
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("Number of training cameras (k)")
+    low = float((stats["mean"] - stats["sd"].fillna(0.0)).min())
+    axes[0].set_ylim(max(0.0, math.floor((low - 0.05) * 10) / 10), 1.0)
+    axes[0].set_ylabel("Accuracy (fraction correct)\nmean ± SD over sets, splits, cameras")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, frameon=False)
+    fig.suptitle("Leave-one-camera-out: accuracy on cameras never seen in training")
     save(fig, out, dpi)
     return fig

@@ -7,10 +7,10 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from datspect.evaluation import augmentation, stats
+from datspect.evaluation import augmentation, cameras, stats
 from datspect.evaluation.scoring import mcnemar_column
 from datspect.evaluation.splits import listing
-from datspect.vocabulary import METHODS, SETTINGS
+from datspect.vocabulary import METHOD_NAMES, METHODS, SETTINGS
 
 #: The study's development-cohort accuracies (mean, SD over 10 splits), design.md.
 STUDY_ACCURACY = {
@@ -147,6 +147,7 @@ def summary_markdown(
     excluded: pd.DataFrame | None = None,
     augmentation: pd.DataFrame | None = None,
     smooth_fwhm_mm: float = 18.0,
+    camera_table: pd.DataFrame | None = None,
 ) -> str:
     """The results side by side with the study and a verdict on its findings.
 
@@ -169,6 +170,8 @@ def summary_markdown(
     augmentation : pandas.DataFrame, optional
         ``augmentation.tsv``: the augmented setting against mixed (:func:`augmentation_line`,
         the robustness curve read up to ``smooth_fwhm_mm``).
+    camera_table : pandas.DataFrame, optional
+        ``cameras.tsv``: leave-one-camera-out (:func:`cameras_line`).
     """
     sources = {c: "sheet" for c in [development, *summary["cohort"]]} | dict(sources or {})
     cohorts = list(dict.fromkeys(summary["cohort"]))
@@ -219,6 +222,8 @@ def summary_markdown(
     lines += _verdicts(summary, paired, development, cohorts)
     if augmentation is not None and not augmentation.empty:
         lines.append(augmentation_line(augmentation, development, smooth_fwhm_mm))
+    if camera_table is not None and not camera_table.empty:
+        lines.append(cameras_line(camera_table))
     lines += [
         "",
         "p-values come from paired tests over splits whose test parts overlap, so the paired "
@@ -348,6 +353,46 @@ def augmentation_line(table: pd.DataFrame, development: str, max_fwhm: float) ->
         "- beyond the study: the augmented CNN (original images, random blur and noise) within "
         f"0.01 of the mixed CNN (mixed − augmented: {', '.join(parts)}; augmentation.tsv): "
         f"**{'holds' if holds else 'does not hold'}**."
+    )
+
+
+#: Issue 18's targets on an unseen camera: the CNN trained on >= 2 cameras reaches this...
+CAMERA_CNN_TARGET = 0.95
+#: ...while the training cameras' SBR cutoffs lose at least this there (the study's pattern).
+CAMERA_SBR_LOSS = 0.04
+
+
+def cameras_line(table: pd.DataFrame) -> str:
+    """Beyond the study, the study's open hypothesis (one CNN for sites with other cameras):
+    accuracy on cameras never seen in training of the models trained on >= 2 cameras (on 1
+    where the run has no larger k), per method and setting, against their training cameras'
+    test parts; the verdict reads the mixed CNN, the study's robust model, and the mixed SBR
+    cutoffs."""
+    min_k = 2 if (table["k"] >= 2).any() else int(table["k"].min())
+    means = cameras.unseen_from(table, min_k)
+    means = means.assign(order=[SETTINGS.index(s) for s in means["setting"]])
+    means = means.sort_values(["order", "method"])
+    cnn = means[means["method"] == "cnn"]
+    sbr = means[(means["method"] != "cnn") & (means["setting"] == "mixed")]
+    cnn_text = ", ".join(f"{r.setting} {r.unseen:.3f}" for r in cnn.itertuples())
+    sbr_text = ", ".join(
+        f"{METHOD_NAMES[r.method]} {r.unseen:.3f} vs {r.seen:.3f} (loss {r.loss:+.3f})"
+        for r in sbr.itertuples()
+    )
+    mixed = cnn.loc[cnn["setting"] == "mixed", "unseen"]
+    holds = (
+        not mixed.empty
+        and float(mixed.iloc[0]) >= CAMERA_CNN_TARGET
+        and not sbr.empty
+        and bool((sbr["loss"] >= CAMERA_SBR_LOSS).all())
+    )
+    n_cameras = table["camera"].nunique()
+    return (
+        f"- beyond the study, cameras never seen in training (leave-one-camera-out over "
+        f"{n_cameras} cameras, models trained on ≥ {min_k}; cameras.tsv): CNN {cnn_text or '—'}; "
+        f"mixed SBR cutoffs on the unseen vs their training cameras: {sbr_text or '—'}. "
+        f"One CNN for many sites (mixed CNN ≥ {CAMERA_CNN_TARGET:.2f} on unseen cameras while "
+        f"the cutoffs lose ≥ {CAMERA_SBR_LOSS:.2f}): **{'holds' if holds else 'does not hold'}**."
     )
 
 

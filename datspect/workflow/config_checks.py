@@ -326,6 +326,54 @@ def check_semantics(config: dict, source: str = "config", files=()) -> None:
                 f"{where}: independent cohorts ({', '.join(independent)}) are scored with the "
                 "mixed-setting models; add 'mixed' to settings."
             )
+    _check_cameras(config, source, files)
+
+
+def _check_cameras(config: dict, source: str, files) -> None:
+    """The leave-one-camera-out cohorts: independent volume cohorts, one camera each, and
+    training-set sizes a held-out camera is left by."""
+    listed = config["cameras"]["cohorts"]
+    if not listed:
+        return
+    where = _locate_any(files, [["cameras", "cohorts"]], source)
+    cohorts = config["cohorts"]
+    for name in listed:
+        spec = cohorts.get(name)
+        problem = (
+            "is not a cohort of the config"
+            if spec is None
+            else "is the development cohort (its models are the study's)"
+            if spec["role"] == "development"
+            else "holds 2D slabs; the experiment compares cameras of 3D scans"
+            if spec["source"] == "slabs"
+            else None
+        )
+        if problem:
+            raise InputError(
+                f"{where}: cameras.cohorts lists '{name}', which {problem}; list independent "
+                "cohorts of 3D scans, one camera each."
+            )
+    if len(listed) < 3:
+        raise InputError(
+            f"{where}: cameras.cohorts lists {len(listed)} cohort(s); leave-one-camera-out "
+            "needs at least 3 (k = 2 training cameras and one unseen)."
+        )
+    simulated = [
+        cohorts[n]["simulate"]["camera"] for n in listed if cohorts[n]["source"] == "simulate"
+    ]
+    twice = sorted({c for c in simulated if simulated.count(c) > 1})
+    if twice:
+        raise InputError(
+            f"{where}: cameras.cohorts holds two cohorts of camera '{twice[0]}'; a held-out "
+            "camera must be one no model was trained on: list one cohort per camera."
+        )
+    bad_k = [k for k in config["cameras"]["k"] if k >= len(listed)]
+    if bad_k:
+        raise InputError(
+            f"{_locate_any(files, [['cameras', 'k']], source)}: cameras.k holds {bad_k[0]}, but "
+            f"with {len(listed)} cameras at most {len(listed) - 1} can train and leave one "
+            f"unseen; use k from 1 to {len(listed) - 1} (or [] for all)."
+        )
 
 
 def development_cohort(config: dict) -> str:

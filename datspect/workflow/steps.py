@@ -264,6 +264,29 @@ def fit_sbr_cutoff(
     return str(model)
 
 
+def _train_and_score(*, inputs, weights, sidecar, history, scores, log, **run) -> str:
+    """One CNN through :func:`datspect.cnn.experiment.run` (``run``: its data and training
+    arguments): the checkpoint ``weights`` with its ``sidecar``, the per-epoch ``history`` and
+    the uncalibrated ``scores``; progress is appended to the job's ``log`` as it happens."""
+    from datspect.cnn import experiment  # torch: only workers that train import it
+    from datspect.cnn.checkpoint import sidecar_path
+    from datspect.features.cnn_bundle import load_inputs
+
+    if Path(sidecar) != sidecar_path(weights):  # the checkpoint names its sidecar itself
+        raise ValueError(f"train_cnn: sidecar {sidecar} must be {sidecar_path(weights)}")
+
+    def progress(line):
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+    table, epochs, best = experiment.run(
+        inputs=load_inputs(inputs), weights_out=weights, log=progress, **run
+    )
+    write_tsv(epochs, history)
+    write_tsv(table, scores)
+    return f"selected: {best}"
+
+
 def train_cnn(
     inputs,
     dev_sheet,
@@ -290,24 +313,18 @@ def train_cnn(
     ``mc_dropout_samples`` MC-dropout passes) of the validation and test parts (and independent
     cohorts); scans QC ``excluded`` are neither trained on nor scored; progress is appended to
     the job's ``log`` as it happens."""
-    from datspect.cnn import experiment  # torch: only workers that train import it
-    from datspect.cnn.checkpoint import sidecar_path
-    from datspect.features.cnn_bundle import load_inputs
-
-    if Path(sidecar) != sidecar_path(weights):  # the checkpoint names its sidecar itself
-        raise ValueError(f"train_cnn: sidecar {sidecar} must be {sidecar_path(weights)}")
-
-    def progress(line):
-        with open(log, "a", encoding="utf-8") as handle:
-            handle.write(f"{time.strftime('%H:%M:%S')} {line}\n")
-
     left_out = read_tsv(excluded)
-    table, epochs, best = experiment.run(
+    return _train_and_score(
+        inputs=inputs,
+        weights=weights,
+        sidecar=sidecar,
+        history=history,
+        scores=scores,
+        log=log,
         dev_sheet=split_rules.drop_excluded(read_tsv(dev_sheet), left_out),
         independent_sheets=[
             split_rules.drop_excluded(read_tsv(s), left_out) for s in independent_sheets
         ],
-        inputs=load_inputs(inputs),
         splits=read_tsv(splits),
         setting=setting,
         split=int(split),
@@ -318,12 +335,61 @@ def train_cnn(
         mc_dropout_samples=int(mc_dropout_samples),
         threads=threads,
         device=device,
-        weights_out=weights,
-        log=progress,
     )
-    write_tsv(epochs, history)
-    write_tsv(table, scores)
-    return f"selected: {best}"
+
+
+def train_camera_cnn(
+    inputs,
+    sheets,
+    splits,
+    excluded,
+    weights,
+    sidecar,
+    history,
+    scores,
+    training_cameras,
+    input_kind,
+    arch,
+    train,
+    device,
+    seed,
+    mc_dropout_samples,
+    setting,
+    training_set,
+    split,
+    threads,
+    log,
+) -> str:
+    """One CNN of the camera experiment: trained and selected on the ``training_cameras``'
+    training and validation parts (their own splits, ``splits``), scored on their test parts and
+    on every scan of the other camera cohorts (``sheets``); otherwise as :func:`train_cnn`."""
+    from datspect.evaluation import cameras
+
+    left_out = read_tsv(excluded)
+    by_camera = {}
+    for path in sheets:
+        sheet = split_rules.drop_excluded(read_tsv(path), left_out)
+        by_camera[str(sheet["cohort"].iloc[0])] = sheet
+    return _train_and_score(
+        inputs=inputs,
+        weights=weights,
+        sidecar=sidecar,
+        history=history,
+        scores=scores,
+        log=log,
+        dev_sheet=pd.concat([by_camera[c] for c in training_cameras], ignore_index=True),
+        independent_sheets=[s for c, s in by_camera.items() if c not in training_cameras],
+        splits=cameras.training_view(read_tsv(splits), training_cameras),
+        setting=setting,
+        split=int(split),
+        input_kind=input_kind,
+        arch=arch,
+        train_cfg=train,
+        seed=seed,
+        mc_dropout_samples=int(mc_dropout_samples),
+        threads=threads,
+        device=device,
+    )
 
 
 def calibrate_cnn(scores, calibration, predictions, method, band, setting, split) -> str:
