@@ -48,6 +48,8 @@ rule train_camera_cnn:
         gpu=1 if CNN["device"] == "cuda" else 0,
     params:
         training_cameras=lambda w: CAMERA_SETS[w.training_set]["cameras"],
+        training_subjects=config["cameras"]["training_subjects"],
+        subset_seed=lambda w: camera_experiment.subset_seed(SEED, w.training_set),
         input_kind=CNN["input"],
         arch=CNN["arch"],
         train=lambda w: cnn_train_config(w.setting),
@@ -81,6 +83,8 @@ rule cameras_table:
         sets=list(CAMERA_SETS.values()),
         sbr=CAMERA_SBR,
         n_splits=config["cameras"]["n_splits"],
+        training_subjects=config["cameras"]["training_subjects"],
+        seed=SEED,
     script:
         "../scripts/cameras_table.py"
 

@@ -21,6 +21,8 @@ sbr = cameras.sbr_predictions(
     snakemake.params.sets,
     snakemake.params.sbr,
     snakemake.params.n_splits,
+    training_subjects=snakemake.params.training_subjects,
+    seed=snakemake.params.seed,
 )
 table = cameras.camera_metrics(pd.concat([*cnn, sbr], ignore_index=True), snakemake.params.sets)
 write_tsv(table, snakemake.output[0])

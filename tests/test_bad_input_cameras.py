@@ -65,6 +65,12 @@ CASES = [
         r"holds 5, but with 5 cameras at most 4 can train",
         r"use k from 1 to 4",
     ),
+    Case(
+        "cameras: a training budget below one subject per label and camera",
+        cameras_case("cameras:\n  training_subjects: 6\n", "cameras.training_subjects"),
+        r"is 6, too few for a normal and a reduced subject from each of 4 training cameras",
+        r"use at least 8 \(or null\)",
+    ),
 ]
 
 

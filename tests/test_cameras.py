@@ -183,6 +183,23 @@ def test_a_training_set_trains_on_no_image_of_a_held_out_camera():
             assert not used & parts["test"]
 
 
+def test_a_training_budget_keeps_equal_labelled_shares_of_the_training_parts_only():
+    splits = cameras.camera_splits(_sheets(), n_splits=2, fractions=(0.6, 0.2, 0.2), seed=7)
+    assert cameras.limit_training(splits, ["a", "b", "c"], None, 1) is splits
+    limited = cameras.limit_training(splits, ["a", "b", "c"], 12, seed=1)
+    assert limited.equals(cameras.limit_training(splits, ["a", "b", "c"], 12, seed=1))
+    assert not limited.equals(cameras.limit_training(splits, ["a", "b", "c"], 12, seed=2))
+    for (camera, _), rows in limited.groupby(["cohort", "split"]):
+        train = rows[rows["part"] == "train"]
+        if camera in ("a", "b", "c"):  # 12 in all: 4 per camera, 2 normal and 2 reduced
+            assert train["label"].value_counts().to_dict() == {0: 2, 1: 2}
+        else:
+            assert len(train) == 12  # cameras outside the set keep their parts
+        assert (rows["part"] != "train").sum() == 8  # validation and test parts kept whole
+    whole = cameras.limit_training(splits, ["a"], 100, seed=1)
+    assert whole.equals(splits.reset_index(drop=True))
+
+
 def _sbr_table(sheets, held_out_shift=0.0, held_out=()):
     """SBRs: normal 3.0, reduced 1.5 (+ 0.1 per subject index), both images; the cameras
     ``held_out`` shifted by ``held_out_shift``."""
@@ -297,8 +314,7 @@ def test_cameras_table_figure_report_and_summary_line(camera_run):
         assert set(rows["training_cameras"].iloc[0].split("+")) == seen
     excluded = read_tsv(camera_run / "results/qc/excluded.tsv")
     scans = {
-        c: len(drop_excluded(read_tsv(camera_run / f"data/{c}/cohort.tsv"), excluded))
-        for c in cams
+        c: len(drop_excluded(read_tsv(camera_run / f"data/{c}/cohort.tsv"), excluded)) for c in cams
     }
     unseen = table[~table["seen"]]
     assert (unseen["n"] == unseen["camera"].map(scans)).all()  # every scan of the camera

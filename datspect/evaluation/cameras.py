@@ -10,12 +10,13 @@ every camera is unseen by N - k sets of each k, and every pair of cameras meets 
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from datspect.errors import InputError
 from datspect.evaluation import cutoff as cutoffs
 from datspect.evaluation.metrics import binary_metrics
-from datspect.evaluation.splits import make_splits
+from datspect.evaluation.splits import make_splits, part_counts
 from datspect.seeds import derive_seed
 from datspect.vocabulary import INDEPENDENT_IMAGES, SBR_COLUMN, TRAINING_IMAGES
 
@@ -75,14 +76,53 @@ def camera_splits(
             fractions=tuple(fractions),
             seed=derive_seed(seed, "cameras", cohort),
         )
-        frames.append(splits.assign(cohort=cohort))
-    return pd.concat(frames, ignore_index=True)[["cohort", "split", "subject_id", "part"]]
+        labels = sheet.set_index("subject_id")["label"]
+        frames.append(splits.assign(cohort=cohort, label=splits["subject_id"].map(labels)))
+    columns = ["cohort", "split", "subject_id", "part", "label"]
+    return pd.concat(frames, ignore_index=True)[columns]
 
 
 def training_view(splits: pd.DataFrame, cameras: list[str]) -> pd.DataFrame:
     """The training cameras' splits, pooled: what a training set's model is trained, selected
     and tested (``seen``) on."""
     return splits[splits["cohort"].isin(cameras)].reset_index(drop=True)
+
+
+def subset_seed(seed: int, training_set: str) -> int:
+    """The seed of a training set's subsample (:func:`limit_training`): one per set, so that its
+    CNNs of every setting and its SBR cutoffs train on the same subjects."""
+    return derive_seed(seed, "cameras", "training_subjects", training_set)
+
+
+def limit_training(
+    splits: pd.DataFrame, cameras: list[str], training_subjects: int | None, seed: int
+) -> pd.DataFrame:
+    """``splits`` (:func:`camera_splits`) without the training-part subjects of ``cameras``
+    beyond a budget of ``training_subjects`` in all (None: no budget), split equally between
+    the cameras and within each by label as the camera's training part is; so a set of k
+    cameras trains on as many scans as a set of one, and k is the number of cameras alone.
+    Validation and test parts are kept whole. ``seed``: :func:`subset_seed`."""
+    if training_subjects is None:
+        return splits
+    quotas = part_counts(int(training_subjects), [1 / len(cameras)] * len(cameras))
+    dropped = set()
+    for split in sorted(splits["split"].unique()):
+        for camera, quota in zip(cameras, quotas, strict=True):
+            train = splits[
+                (splits["split"] == split)
+                & (splits["cohort"] == camera)
+                & (splits["part"] == "train")
+            ]
+            if quota >= len(train):
+                continue
+            rng = np.random.default_rng(derive_seed(seed, camera, int(split)))
+            shares = train["label"].value_counts(normalize=True).sort_index()
+            for label, n in zip(shares.index, part_counts(quota, shares.to_numpy()), strict=True):
+                ids = sorted(train.loc[train["label"] == label, "subject_id"])
+                kept = set(rng.choice(ids, size=n, replace=False))
+                dropped |= {(split, i) for i in ids if i not in kept}
+    keys = pd.Series(list(zip(splits["split"], splits["subject_id"], strict=True)))
+    return splits[~keys.isin(dropped).to_numpy()].reset_index(drop=True)
 
 
 def fit_sbr_cutoff(
@@ -125,13 +165,19 @@ def sbr_predictions(
     sets: list[dict],
     pairs,
     n_splits: int,
+    *,
+    training_subjects: int | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Calls of the SBR cutoffs of every (method, setting) in ``pairs``, training set and split
-    (:func:`fit_sbr_cutoff`), with column ``training_set``; ``tables``: method -> SBR table."""
+    (:func:`fit_sbr_cutoff`, on the training subjects :func:`limit_training` keeps, ``seed``
+    the global one), with column ``training_set``; ``tables``: method -> SBR table."""
     frames = [
         fit_sbr_cutoff(
             tables[method],
-            splits,
+            limit_training(
+                splits, spec["cameras"], training_subjects, subset_seed(seed, spec["training_set"])
+            ),
             method=method,
             setting=setting,
             split=split,

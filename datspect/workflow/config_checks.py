@@ -374,6 +374,14 @@ def _check_cameras(config: dict, source: str, files) -> None:
             f"with {len(listed)} cameras at most {len(listed) - 1} can train and leave one "
             f"unseen; use k from 1 to {len(listed) - 1} (or [] for all)."
         )
+    budget = config["cameras"]["training_subjects"]
+    largest = max(config["cameras"]["k"] or [len(listed) - 1])
+    if budget is not None and budget < 2 * largest:
+        raise InputError(
+            f"{_locate_any(files, [['cameras', 'training_subjects']], source)}: "
+            f"cameras.training_subjects is {budget}, too few for a normal and a reduced subject "
+            f"from each of {largest} training cameras; use at least {2 * largest} (or null)."
+        )
 
 
 def development_cohort(config: dict) -> str:

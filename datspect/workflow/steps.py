@@ -348,6 +348,8 @@ def train_camera_cnn(
     history,
     scores,
     training_cameras,
+    training_subjects,
+    subset_seed,
     input_kind,
     arch,
     train,
@@ -362,7 +364,10 @@ def train_camera_cnn(
 ) -> str:
     """One CNN of the camera experiment: trained and selected on the ``training_cameras``'
     training and validation parts (their own splits, ``splits``), scored on their test parts and
-    on every scan of the other camera cohorts (``sheets``); otherwise as :func:`train_cnn`."""
+    on every scan of the other camera cohorts (``sheets``); with a budget of
+    ``training_subjects``, on the subsample of the training parts that
+    :func:`datspect.evaluation.cameras.limit_training` keeps (``subset_seed``); otherwise as
+    :func:`train_cnn`."""
     from datspect.evaluation import cameras
 
     left_out = read_tsv(excluded)
@@ -370,6 +375,11 @@ def train_camera_cnn(
     for path in sheets:
         sheet = split_rules.drop_excluded(read_tsv(path), left_out)
         by_camera[str(sheet["cohort"].iloc[0])] = sheet
+    view = cameras.training_view(
+        cameras.limit_training(read_tsv(splits), training_cameras, training_subjects, subset_seed),
+        training_cameras,
+    )
+    training = pd.concat([by_camera[c] for c in training_cameras], ignore_index=True)
     return _train_and_score(
         inputs=inputs,
         weights=weights,
@@ -377,9 +387,10 @@ def train_camera_cnn(
         history=history,
         scores=scores,
         log=log,
-        dev_sheet=pd.concat([by_camera[c] for c in training_cameras], ignore_index=True),
+        # the subjects left out of a limited training part are in no part of this model
+        dev_sheet=training[training["subject_id"].isin(set(view["subject_id"]))],
         independent_sheets=[s for c, s in by_camera.items() if c not in training_cameras],
-        splits=cameras.training_view(read_tsv(splits), training_cameras),
+        splits=view,
         setting=setting,
         split=int(split),
         input_kind=input_kind,
