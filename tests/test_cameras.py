@@ -200,6 +200,22 @@ def test_a_training_budget_keeps_equal_labelled_shares_of_the_training_parts_onl
     assert whole.equals(splits.reset_index(drop=True))
 
 
+@pytest.mark.parametrize("budget", [None, 12])
+def test_each_split_of_a_limited_training_set_is_a_valid_experiment(budget):
+    """The sheet and splits one CNN gets (datspect.cnn.experiment checks them): every subject in
+    one part, the budget's subjects in the training part, no held-out camera."""
+    from datspect.cnn.experiment import split_parts
+
+    sheets = _sheets()
+    splits = cameras.camera_splits(sheets, n_splits=3, fractions=(0.6, 0.2, 0.2), seed=7)
+    for split in range(3):
+        sheet, view = cameras.training_data(sheets, splits, ["b", "c", "d"], split, budget, 5)
+        parts = split_parts(view, split, sheet)
+        assert len(parts["train"]) == (36 if budget is None else 12)
+        assert len(parts["val"]) == len(parts["test"]) == 12
+        assert set(sheet["cohort"]) == {"b", "c", "d"}
+
+
 def _sbr_table(sheets, held_out_shift=0.0, held_out=()):
     """SBRs: normal 3.0, reduced 1.5 (+ 0.1 per subject index), both images; the cameras
     ``held_out`` shifted by ``held_out_shift``."""

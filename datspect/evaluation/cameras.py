@@ -88,6 +88,23 @@ def training_view(splits: pd.DataFrame, cameras: list[str]) -> pd.DataFrame:
     return splits[splits["cohort"].isin(cameras)].reset_index(drop=True)
 
 
+def training_data(
+    sheets: dict[str, pd.DataFrame],
+    splits: pd.DataFrame,
+    training_cameras: list[str],
+    split: int,
+    training_subjects: int | None,
+    seed: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What one model of a training set is trained, selected and tested (``seen``) on: the
+    pooled sheet of its cameras' subjects in ``split`` (those :func:`limit_training` leaves out
+    of the training part are in no part) and that split of their pooled splits."""
+    limited = limit_training(splits, training_cameras, training_subjects, seed)
+    view = training_view(limited[limited["split"] == split], training_cameras)
+    pooled = pd.concat([sheets[c] for c in training_cameras], ignore_index=True)
+    return pooled[pooled["subject_id"].isin(set(view["subject_id"]))], view
+
+
 def subset_seed(seed: int, training_set: str) -> int:
     """The seed of a training set's subsample (:func:`limit_training`): one per set, so that its
     CNNs of every setting and its SBR cutoffs train on the same subjects."""

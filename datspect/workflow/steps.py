@@ -375,11 +375,9 @@ def train_camera_cnn(
     for path in sheets:
         sheet = split_rules.drop_excluded(read_tsv(path), left_out)
         by_camera[str(sheet["cohort"].iloc[0])] = sheet
-    view = cameras.training_view(
-        cameras.limit_training(read_tsv(splits), training_cameras, training_subjects, subset_seed),
-        training_cameras,
+    training, view = cameras.training_data(
+        by_camera, read_tsv(splits), training_cameras, int(split), training_subjects, subset_seed
     )
-    training = pd.concat([by_camera[c] for c in training_cameras], ignore_index=True)
     return _train_and_score(
         inputs=inputs,
         weights=weights,
@@ -387,8 +385,7 @@ def train_camera_cnn(
         history=history,
         scores=scores,
         log=log,
-        # the subjects left out of a limited training part are in no part of this model
-        dev_sheet=training[training["subject_id"].isin(set(view["subject_id"]))],
+        dev_sheet=training,
         independent_sheets=[s for c, s in by_camera.items() if c not in training_cameras],
         splits=view,
         setting=setting,
