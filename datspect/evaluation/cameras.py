@@ -5,7 +5,8 @@ camera's cohort is split on its own (grouped by subject, stratified by label, as
 cohort is); a training set of k cameras trains on their training parts, selects on their
 validation parts and is scored on their test parts (``seen``) and on every scan of each camera
 outside it (``unseen``). Training sets are the N cyclic windows of k consecutive cameras, so
-every camera is unseen by N - k sets of each k, and every pair of cameras meets equally often.
+every camera is in k sets of each k and unseen by the other N - k (windows pair neighbours in
+the configured order more often than distant cameras: the order is a choice of the config).
 """
 
 from __future__ import annotations
