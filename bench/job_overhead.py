@@ -8,7 +8,11 @@ the wall time per job (median of several repeats):
             package) to datspect.workflow.jobpool's warm processes, whose workers import the
             workflow's steps as they do for the per-image rules locally;
   shell   - a `shell:` echo (the floor: Snakemake's own scheduling).
-Usage: .venv/bin/python bench/job_overhead.py [--jobs 60] [--repeats 3]
+All N jobs are ready at once, as the default run's simulate jobs are: Snakemake's scheduling
+rounds scan the ready jobs, so the overhead per job grows with N; ``--subsample`` compares
+Snakemake's ``--scheduler-subsample`` (each round considers that many ready jobs at random).
+Usage: .venv/bin/python bench/job_overhead.py [--jobs 60] [--repeats 3] [--kinds pool]
+       [--subsample 0 50]
 """
 
 from __future__ import annotations
@@ -54,14 +58,16 @@ def touch(path):
 """
 
 
-def run_once(kind: str, jobs: int) -> float:
+def run_once(kind: str, jobs: int, subsample: int | None = None) -> float:
     folder = Path(tempfile.mkdtemp(prefix=f"overhead-{kind}-"))
     try:
         (folder / "Snakefile").write_text(SNAKEFILE.format(jobs=jobs, kind=kind))
         (folder / "step.py").write_text(STEP)
         (folder / "overhead_steps.py").write_text(POOL_STEP)
         cmd = [str(Path(sys.executable).with_name("snakemake")), "--cores", "2", "--quiet"]
-        cmd += ["--force-use-threads", "--workflow-profile", "none"]
+        cmd += ["--force-use-threads", "--workflow-profile", "none", "--scheduler", "greedy"]
+        if subsample:
+            cmd += ["--scheduler-subsample", str(subsample)]
         start = time.perf_counter()
         subprocess.run(cmd, cwd=folder, check=True, capture_output=True)
         return time.perf_counter() - start
@@ -73,6 +79,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--kinds", nargs="+", default=["shell", "pool", "script"])
+    parser.add_argument(
+        "--subsample",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="Snakemake --scheduler-subsample values to compare (0: off)",
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -80,14 +94,14 @@ def main() -> None:
     )
     base = statistics.median(run_once("shell", 1) for _ in range(args.repeats))
     print(f"start-up of an empty workflow: {base:.2f} s")
-    for kind in ("shell", "pool", "script"):
-        times = [run_once(kind, args.jobs) for _ in range(args.repeats)]
-        per_job = (statistics.median(times) - base) / args.jobs
-        print(
-            f"{kind:7s} {per_job * 1000:7.0f} ms wall per job  (runs: "
-            + ", ".join(f"{t:.1f}" for t in times)
-            + " s)"
-        )
+    for kind in args.kinds:
+        for subsample in args.subsample:
+            times = [run_once(kind, args.jobs, subsample) for _ in range(args.repeats)]
+            per_job = (statistics.median(times) - base) / args.jobs
+            print(
+                f"{kind:7s} subsample {subsample or 'off':>4} {per_job * 1000:7.0f} ms wall per "
+                "job  (runs: " + ", ".join(f"{t:.1f}" for t in times) + " s)"
+            )
 
 
 if __name__ == "__main__":

@@ -208,7 +208,7 @@ def mni_images(wildcards):
     """A subject's images on the MNI grid: normalized volumes, or stored slabs."""
     kind = "slab" if is_slab_cohort(wildcards.cohort) else "mni"
     return {
-        s: f"preprocessed/{wildcards.cohort}/{wildcards.subject}/{s}_{kind}.nii.gz"
+        s: f"preprocessed/{wildcards.cohort}/{wildcards.subject}/{s}_{kind}.nii"
         for s in IMAGE_SETTINGS
     }
 
@@ -330,7 +330,7 @@ def mosaic_subjects(cohort):
 
 def mosaic_images(cohort):
     return [
-        f"preprocessed/{cohort}/{s}/original_mni.nii.gz"
+        f"preprocessed/{cohort}/{s}/original_mni.nii"
         for s in mosaic_subjects(cohort)
     ]
 

@@ -1,5 +1,7 @@
 # smooth (native space) -> spatial normalization to the MNI 2 mm grid (both images, one
 # transform estimated on the original) -> normalization QC.
+# The float32 intermediates are stored uncompressed (.nii): noisy SPECT data gzips to ~85 % of
+# its size, at ~0.2 s of CPU per image written and 0.05 s per image read (README "Time budget").
 
 PRE = config["preprocess"]
 
@@ -28,7 +30,7 @@ rule smooth:
     input:
         original=native_image,
     output:
-        smoothed="preprocessed/{cohort}/{subject}/smoothed_native.nii.gz",
+        smoothed="preprocessed/{cohort}/{subject}/smoothed_native.nii",
     log:
         "logs/smooth/{cohort}/{subject}.log",
     cache: True
@@ -50,8 +52,8 @@ rule normalize:
         smoothed=rules.smooth.output.smoothed,
         template=rules.template.output.image,
     output:
-        original_mni="preprocessed/{cohort}/{subject}/original_mni.nii.gz",
-        smoothed_mni="preprocessed/{cohort}/{subject}/smoothed_mni.nii.gz",
+        original_mni="preprocessed/{cohort}/{subject}/original_mni.nii",
+        smoothed_mni="preprocessed/{cohort}/{subject}/smoothed_mni.nii",
         transform="preprocessed/{cohort}/{subject}/native_from_mni.txt",
         qc="preprocessed/{cohort}/{subject}/qc.json",
     log:

@@ -9,7 +9,7 @@ if REALISM_ON:
         input:
             sheet=f"data/{DEV}/cohort.tsv",
             images=per_subject(
-                "preprocessed/{cohort}/{subject}/original_mni.nii.gz", DEV
+                "preprocessed/{cohort}/{subject}/original_mni.nii", DEV
             ),
             pngs=REALISM_PNGS,
         output:

@@ -7,7 +7,7 @@ rule robustness_features:
     input:
         sheet=f"data/{DEV}/cohort.tsv",
         images=lambda w: per_subject(
-            "preprocessed/{cohort}/{subject}/original_mni.nii.gz", DEV
+            "preprocessed/{cohort}/{subject}/original_mni.nii", DEV
         ),
     output:
         sbr="results/robustness/fwhm-{fwhm}/sbr.tsv",

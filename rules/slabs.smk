@@ -6,8 +6,8 @@ rule prepare_slab:
     input:
         source=lambda w: COHORTS[w.cohort][w.subject]["image"],
     output:
-        original="preprocessed/{cohort}/{subject}/original_slab.nii.gz",
-        smoothed="preprocessed/{cohort}/{subject}/smoothed_slab.nii.gz",
+        original="preprocessed/{cohort}/{subject}/original_slab.nii",
+        smoothed="preprocessed/{cohort}/{subject}/smoothed_slab.nii",
     log:
         "logs/prepare_slab/{cohort}/{subject}.log",
     priority: 2

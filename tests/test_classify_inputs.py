@@ -178,7 +178,7 @@ def test_a_slab_is_classified_as_the_workflow_scores_it(slab_run, slab_model, tm
     pred = pred[(pred["image_setting"] == "original") & (pred["label"] == 1)].iloc[0]
     image = pred["subject_id"]  # a test image of that split: <class>-<file stem>
     png = slab_run.parent / "slabs" / Path(image.replace("-", "/", 1) + ".png")
-    nifti = slab_run / f"preprocessed/toy/{image}/original_slab.nii.gz"
+    nifti = slab_run / f"preprocessed/toy/{image}/original_slab.nii"
     results = [classify.classify_scan(path, slab_model) for path in (png, nifti)]
     for result in results:
         row = result.row
@@ -273,7 +273,7 @@ def test_a_slab_for_a_box_model_is_one_clear_error(slab_run, tmp_path, capsys):
 def test_a_slab_under_3d_sbr_cutoffs_gets_the_cnn_only(small_run, tmp_path):
     model = export.load_model(small_run / "results/model")
     assert model.input_kind == "volume" and model.manifest["sbr"]["measurement"] == "3D"
-    stored = small_run / "preprocessed/ppmi/ppmi-0001/original_mni.nii.gz"
+    stored = small_run / "preprocessed/ppmi/ppmi-0001/original_mni.nii"
     pixels = slab.project_to_slab(np.asarray(nib.load(stored).dataobj, dtype=np.float64), 5)
     Image.fromarray(np.round(pixels / pixels.max() * 255).astype(np.uint8)).save(
         tmp_path / "slab.png"

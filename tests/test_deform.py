@@ -77,3 +77,14 @@ def test_the_deformation_is_deterministic_per_subject_and_can_be_switched_off():
     assert not np.allclose(a.get_fdata(), c.get_fdata())
     # the other streams are untouched: same pose with and without the deformation
     assert truth_a["pose"] == truth_c["pose"]
+
+
+@pytest.mark.parametrize("n", [7, 8, 91])
+def test_upsample2_is_linear_interpolation_from_every_second_voxel(n):
+    coarse = np.random.default_rng(n).standard_normal((3, (n + 1) // 2, 4)).astype(np.float32)
+    # the interpolation matrix: fine voxel i lies at coarse position i / 2 (clipped at the edge)
+    t = np.minimum(np.arange(n) / 2.0, coarse.shape[1] - 1)
+    weights = np.clip(1.0 - np.abs(t[:, None] - np.arange(coarse.shape[1])[None, :]), 0.0, None)
+    fine = deform.upsample2(coarse, 1, n)
+    assert fine.shape == (3, n, 4)
+    np.testing.assert_allclose(fine, np.einsum("ai,dij->daj", weights, coarse), atol=1e-6)

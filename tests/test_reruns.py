@@ -95,15 +95,15 @@ def test_second_workdir_reuses_the_output_cache(tmp_path):
     """Cached rules (simulate, template, smooth, normalize) are fetched, not recomputed."""
     env = {"SNAKEMAKE_OUTPUT_CACHE": str(tmp_path / "cache")}
     (tmp_path / "cache").mkdir()
-    target = "preprocessed/ppmi/ppmi-0001/original_mni.nii.gz"
+    target = "preprocessed/ppmi/ppmi-0001/original_mni.nii"
     logs = []
     for run in ("first", "second"):
         # the target before --cache: --cache takes rule names and would swallow it
         proc = snakemake("--cores", "2", target, "--cache", workdir=tmp_path / run, env=env)
         logs.append(proc.stdout + proc.stderr)
-    assert "Moving output file preprocessed/ppmi/ppmi-0001/original_mni.nii.gz to cache" in logs[0]
+    assert "Moving output file preprocessed/ppmi/ppmi-0001/original_mni.nii to cache" in logs[0]
     assert "Moving output file" not in logs[1]
-    for name in ("original_mni.nii.gz", "smoothed_mni.nii.gz", "qc.json"):
+    for name in ("original_mni.nii", "smoothed_mni.nii", "qc.json"):
         assert f"ppmi-0001/{name} from cache" in logs[1]
         first, second = (
             tmp_path / run / "preprocessed/ppmi/ppmi-0001" / name for run in ("first", "second")

@@ -117,11 +117,15 @@ def ventricle_centroid_mm(csf: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return grid[:, inside].mean(axis=1)
 
 
-def _linear_upsampler(n: int) -> np.ndarray:
-    """(n, ceil(n / 2)) linear interpolation from every second voxel back to all ``n``."""
-    m = (n + 1) // 2
-    t = np.minimum(np.arange(n) / 2.0, m - 1)  # an even n's last voxel holds the edge value
-    return np.clip(1.0 - np.abs(t[:, None] - np.arange(m)[None, :]), 0.0, None)
+def upsample2(a: np.ndarray, axis: int, n: int) -> np.ndarray:
+    """Linear interpolation from every second voxel of ``axis`` back to all ``n`` voxels (an
+    even ``n``'s last voxel holds the edge value)."""
+    a = np.moveaxis(a, axis, 0)
+    out = np.empty((n, *a.shape[1:]), dtype=a.dtype)
+    out[0::2] = a[: (n + 1) // 2]
+    mid = (a[:-1] + a[1:]) * a.dtype.type(0.5)
+    out[1::2] = mid if n % 2 else np.concatenate([mid, a[-1:]])
+    return np.moveaxis(out, 0, axis)
 
 
 _FRAMES: dict = {}
@@ -188,8 +192,10 @@ def draw_deformation(rng: np.random.Generator, geo, anatomy: dict, age: float, a
     )
     field += local_scaling(grid, centres["ventricles"], ventricle)
     field, limited = limit_gradient(field, voxel)
-    up = [_linear_upsampler(n) for n in geo.shape]
-    fine = np.einsum("ai,bj,ck,dijk->dabc", *up, field, optimize=True).astype(np.float32)
+    fine = field
+    for axis, n in reversed(list(enumerate(geo.shape, start=1))):  # 2x faster than 1, 2, 3
+        fine = upsample2(fine, axis, n)
+    fine = np.ascontiguousarray(fine, dtype=np.float32)
     summary = {
         "striatal_scale": scales,
         "ventricle_scale": round(ventricle, 6),

@@ -111,7 +111,7 @@ def _slab_from_nifti(img: nib.Nifti1Image, path: Path, n_slices: int) -> np.ndar
         raise InputError(
             f"{path}: a one-slice image of shape {shape} is not a slab; a slab NIfTI "
             f"has shape {stored} (x, y, one slice of the MNI 2 mm grid), as the workflow stores "
-            "slabs (preprocessed/<cohort>/<id>/original_slab.nii.gz), or give a 109 x 91 PNG"
+            "slabs (preprocessed/<cohort>/<id>/original_slab.nii), or give a 109 x 91 PNG"
         )
     if not np.all(np.abs(np.asarray(img.affine) - expected) <= GRID_TOLERANCE_MM):
         rows = "; ".join(" ".join(f"{v:g}" for v in row) for row in np.asarray(img.affine)[:3])

@@ -15,8 +15,6 @@ import numpy as np
 import pandas as pd
 
 from datspect.errors import InputError
-from datspect.evaluation import cutoff as cutoffs
-from datspect.evaluation.metrics import binary_metrics
 from datspect.evaluation.splits import make_splits, part_counts
 from datspect.seeds import derive_seed
 from datspect.vocabulary import INDEPENDENT_IMAGES, SBR_COLUMN, TRAINING_IMAGES
@@ -156,6 +154,8 @@ def fit_sbr_cutoff(
     images of ``setting``); its calls on the test images (:data:`TEST_IMAGES`) of the training
     cameras' test parts (``part`` test) and of every scan of the other cameras (independent).
     ``splits``: :func:`camera_splits` (only the scans in it are fitted or scored)."""
+    from datspect.evaluation import cutoff as cutoffs  # scikit-learn: not when planning
+
     column = SBR_COLUMN[method]
     this = splits.loc[splits["split"] == split, ["cohort", "subject_id", "part"]]
     # scans left out by QC are in no split, and so neither fitted nor scored
@@ -217,6 +217,8 @@ def camera_metrics(predictions: pd.DataFrame, sets: list[dict]) -> pd.DataFrame:
     and ``independent``, with ``training_set``."""
     by_name = {s["training_set"]: s for s in sets}
     rows = predictions[predictions["image_setting"].isin(TEST_IMAGES)]
+    from datspect.evaluation.metrics import binary_metrics  # scikit-learn: not when planning
+
     rows = rows[rows["part"].isin(["test", "independent"])]
     out = []
     for (method, setting, name, split, camera), group in rows.groupby(

@@ -74,7 +74,7 @@ def level_features(
     Parameters
     ----------
     images : mapping
-        ``{subject_id: original_mni.nii.gz}``.
+        ``{subject_id: original_mni.nii}``.
     labels : mapping
         ``{subject_id: 0/1}``; every subject of ``images`` needs one.
     cohort : str

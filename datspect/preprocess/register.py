@@ -9,6 +9,10 @@ Settings follow the measurements in the project notes: moments initialisation; a
 (Euler3D) stage at shrink 4 (sigma 2 voxels) and an affine stage at shrink 2 (sigma 1 voxel);
 Mattes mutual information with 32 bins on a seeded random sample of the voxels; regular-step
 gradient descent.  No stage runs at full resolution: that costs 10x the time for < 0.1 mm.
+Both images are smoothed here, as ITK's pyramid would, and the metric takes the moving image's
+gradient by central differences at its sampled points: ITK's own pyramid computes a gradient
+image of the whole moving scan at full resolution for every stage, two thirds of the time of a
+registration (``bench/registration.py``). The template's levels are kept per process.
 
 The metric sees ``log(1 + v / level)`` of both images (``level`` = median of the head voxels),
 not the raw counts.  Mattes bins span min..max linearly, and a striatum 5-8 times hotter than
@@ -23,6 +27,7 @@ are the two places where the sign flip of x and y happens.
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import nibabel as nib
 import numpy as np
@@ -151,10 +156,10 @@ def estimate_transform(
     previous_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
     try:
-        fixed = to_sitk(metric_image(template))
+        fixed = _template_levels(template)
         moving_itk = to_sitk(metric_image(moving))
         current = sitk.CenteredTransformInitializer(
-            fixed,
+            fixed[0],
             moving_itk,
             sitk.Euler3DTransform(),
             sitk.CenteredTransformInitializerFilter.MOMENTS,
@@ -167,7 +172,18 @@ def estimate_transform(
                 tx.SetCenter(current.GetCenter())
                 tx.SetMatrix(current.GetMatrix())
                 tx.SetTranslation(current.GetTranslation())
-            current = _run_stage(fixed, moving_itk, tx, factor, sampling, iterations, seed, threads)
+            if factor not in fixed:
+                fixed[factor] = _smoothed(fixed[0], factor)
+            current = _run_stage(
+                fixed[factor],
+                _smoothed(moving_itk, factor),
+                tx,
+                factor,
+                sampling,
+                iterations,
+                seed,
+                threads,
+            )
         return itk_to_ras(
             np.asarray(current.GetMatrix()).reshape(3, 3),
             np.asarray(current.GetTranslation()),
@@ -197,13 +213,38 @@ def estimate_from_config(
     )
 
 
+_TEMPLATE_LEVELS: dict = {}
+
+
+def _template_levels(template: nib.Nifti1Image) -> dict:
+    """The template's metric image (key 0) and its smoothed levels (key: shrink factor), kept
+    per process: every scan of a run registers to the same template."""
+    data = volume_data(template)
+    key = hashlib.sha1(data.tobytes() + np.asarray(template.affine).tobytes()).hexdigest()
+    if key not in _TEMPLATE_LEVELS:
+        _TEMPLATE_LEVELS.clear()
+        _TEMPLATE_LEVELS[key] = {0: to_sitk(metric_image(template))}
+    return _TEMPLATE_LEVELS[key]
+
+
+def _smoothed(image, shrink: int):
+    """``image`` smoothed for a level of shrink factor ``shrink`` (Gaussian sigma shrink / 2
+    voxels, as ITK's pyramid)."""
+    import SimpleITK as sitk
+
+    return sitk.SmoothingRecursiveGaussian(image, [shrink / 2.0 * s for s in image.GetSpacing()])
+
+
 def _run_stage(fixed, moving, tx, shrink, sampling, iterations, seed, threads):
-    """One single-level registration stage; returns the optimised transform."""
+    """One single-level registration stage on images already smoothed for it; returns the
+    optimised transform."""
     import SimpleITK as sitk
 
     reg = sitk.ImageRegistrationMethod()
     reg.SetNumberOfThreads(int(threads))
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    reg.MetricUseMovingImageGradientFilterOff()
+    reg.MetricUseFixedImageGradientFilterOff()
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentage(float(sampling), _itk_seed(seed))
     reg.SetInterpolator(sitk.sitkLinear)
@@ -218,8 +259,7 @@ def _run_stage(fixed, moving, tx, shrink, sampling, iterations, seed, threads):
     # about as far as one step of a translation.
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetShrinkFactorsPerLevel([int(shrink)])
-    reg.SetSmoothingSigmasPerLevel([shrink / 2.0])
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    reg.SetSmoothingSigmasPerLevel([0.0])
     reg.SetInitialTransform(tx, inPlace=True)
     reg.Execute(fixed, moving)
     return tx

@@ -83,7 +83,8 @@ def normalize(
 ) -> str:
     """Estimate the transform on the original scan; apply it to both images; QC it on the
     original (both images' correlations are recorded)."""
-    tmpl = nib.load(template)
+    stored = nib.load(template)  # read once: the registration and both QCs use it
+    tmpl = nib.Nifti1Image(np.asarray(stored.dataobj, dtype=np.float32), stored.affine)
     orig = imageio.load_scan(original, max_voxels=None)  # checked at ingestion, as in smooth
     native_from_mni = register.estimate_from_config(
         orig, tmpl, registration, seed=seed, threads=threads
