@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -85,7 +86,13 @@ def main() -> None:
     if not args.skip_run:
         if args.workdir.exists() and any(args.workdir.iterdir()):
             raise SystemExit(f"{args.workdir} is not empty: the run must start from scratch")
+        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
         result["run_s"] = snakemake(args.workdir, "--cores", str(args.cores), "--quiet")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # Snakemake, its worker pool and every job process: user + system CPU seconds
+        result["run_cpu_s"] = round(
+            after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime, 1
+        )
         result["report_s"] = snakemake(args.workdir, "--report", "report.html")
     result["no_change_dry_run_s"] = [
         snakemake(args.workdir, "--dry-run", "--quiet") for _ in range(args.repeats)
@@ -101,7 +108,8 @@ def main() -> None:
     lines = [
         f"# End-to-end run ({result['machine']}, --cores {args.cores}, {result['date']})",
         "",
-        f"- whole run: {result.get('run_s', float('nan')) / 60:.1f} min; "
+        f"- whole run: {result.get('run_s', float('nan')) / 60:.1f} min, "
+        f"{result.get('run_cpu_s', float('nan')):.0f} CPU s; "
         f"report: {result.get('report_s', float('nan')):.0f} s",
         f"- no-change dry run: median {statistics.median(result['no_change_dry_run_s']):.1f} s "
         f"of {args.repeats}",
