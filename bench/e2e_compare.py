@@ -38,7 +38,7 @@ def _median(runs, key) -> float:
 
 def compare(before: list[dict], after: list[dict]) -> str:
     old, new = stage_totals(before), stage_totals(after)
-    table = old.join(new, how="outer", lsuffix="_before", rsuffix="_after").fillna(0)
+    table = old.add_suffix("_before").join(new.add_suffix("_after"), how="outer").fillna(0)
     table = table.sort_values("total_s_before", ascending=False)
     lines = [
         f"whole run: {_median(before, 'run_s') / 60:.1f} min before ({len(before)} runs), "

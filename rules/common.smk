@@ -330,8 +330,7 @@ def mosaic_subjects(cohort):
 
 def mosaic_images(cohort):
     return [
-        f"preprocessed/{cohort}/{s}/original_mni.nii"
-        for s in mosaic_subjects(cohort)
+        f"preprocessed/{cohort}/{s}/original_mni.nii" for s in mosaic_subjects(cohort)
     ]
 
 

@@ -8,9 +8,7 @@ if REALISM_ON:
     rule realism:
         input:
             sheet=f"data/{DEV}/cohort.tsv",
-            images=per_subject(
-                "preprocessed/{cohort}/{subject}/original_mni.nii", DEV
-            ),
+            images=per_subject("preprocessed/{cohort}/{subject}/original_mni.nii", DEV),
             pngs=REALISM_PNGS,
         output:
             table="results/qc/realism.tsv",

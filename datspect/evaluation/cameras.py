@@ -215,10 +215,10 @@ def camera_metrics(predictions: pd.DataFrame, sets: list[dict]) -> pd.DataFrame:
 
     ``predictions``: the models' calls on the test (:data:`TEST_IMAGES`) rows of parts ``test``
     and ``independent``, with ``training_set``."""
-    by_name = {s["training_set"]: s for s in sets}
-    rows = predictions[predictions["image_setting"].isin(TEST_IMAGES)]
     from datspect.evaluation.metrics import binary_metrics  # scikit-learn: not when planning
 
+    by_name = {s["training_set"]: s for s in sets}
+    rows = predictions[predictions["image_setting"].isin(TEST_IMAGES)]
     rows = rows[rows["part"].isin(["test", "independent"])]
     out = []
     for (method, setting, name, split, camera), group in rows.groupby(
