@@ -112,23 +112,7 @@ def make_scan(i: int, source: str, seed: int):
 def _itk_pyramid_stage(fixed, moving, tx, shrink, sampling, iterations, seed, threads):
     """The stage as it was before 2026-12-03: ITK's pyramid smooths both images and the metric
     takes the moving image's gradient from a gradient image of the whole scan."""
-    import SimpleITK as sitk
-
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetNumberOfThreads(int(threads))
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(float(sampling), register._itk_seed(seed))
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=2.0,
-        minStep=1e-3,
-        numberOfIterations=int(iterations),
-        relaxationFactor=0.5,
-        gradientMagnitudeTolerance=1e-6,
-    )
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([int(shrink)])
+    reg = register._registration_method(shrink, sampling, iterations, seed, threads)
     reg.SetSmoothingSigmasPerLevel([shrink / 2.0])
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     reg.SetInitialTransform(tx, inPlace=True)

@@ -235,16 +235,14 @@ def _smoothed(image, shrink: int):
     return sitk.SmoothingRecursiveGaussian(image, [shrink / 2.0 * s for s in image.GetSpacing()])
 
 
-def _run_stage(fixed, moving, tx, shrink, sampling, iterations, seed, threads):
-    """One single-level registration stage on images already smoothed for it; returns the
-    optimised transform."""
+def _registration_method(shrink, sampling, iterations, seed, threads):
+    """A single-level stage's metric, sampling, optimizer and shrink factor; the caller sets how
+    the images are smoothed."""
     import SimpleITK as sitk
 
     reg = sitk.ImageRegistrationMethod()
     reg.SetNumberOfThreads(int(threads))
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    reg.MetricUseMovingImageGradientFilterOff()
-    reg.MetricUseFixedImageGradientFilterOff()
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentage(float(sampling), _itk_seed(seed))
     reg.SetInterpolator(sitk.sitkLinear)
@@ -259,6 +257,15 @@ def _run_stage(fixed, moving, tx, shrink, sampling, iterations, seed, threads):
     # about as far as one step of a translation.
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetShrinkFactorsPerLevel([int(shrink)])
+    return reg
+
+
+def _run_stage(fixed, moving, tx, shrink, sampling, iterations, seed, threads):
+    """One single-level registration stage on images already smoothed for it; returns the
+    optimised transform."""
+    reg = _registration_method(shrink, sampling, iterations, seed, threads)
+    reg.MetricUseMovingImageGradientFilterOff()
+    reg.MetricUseFixedImageGradientFilterOff()
     reg.SetSmoothingSigmasPerLevel([0.0])
     reg.SetInitialTransform(tx, inPlace=True)
     reg.Execute(fixed, moving)
