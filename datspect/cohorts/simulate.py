@@ -38,6 +38,7 @@ from scipy import ndimage
 from datspect.cohorts import deform, phantom
 from datspect.cohorts.synthetic_subjects import check_seed, stable_hash
 from datspect.errors import InputError
+from datspect.space.resample import affine_resample
 
 _TRUNCATE = 3.0  # Gaussian kernels are cut at 3 sigma (0.3 % of the mass; numerics only)
 _MNI_VOXEL_MM = 2.0
@@ -342,9 +343,7 @@ def acquire(
     shift = np.eye(4)
     shift[:3, 3] = lo
     vox2vox = np.linalg.inv(n_from_vox) @ shift
-    primary = ndimage.affine_transform(
-        blurred, vox2vox[:3, :3], vox2vox[:3, 3], output_shape=box, order=1, cval=0.0
-    )
+    primary = affine_resample(blurred, vox2vox, box)
     primary = np.maximum(primary, 0.0, out=primary)
 
     # Broad components of the detected counts: Compton scatter and the septal-penetration halo

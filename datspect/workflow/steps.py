@@ -94,7 +94,7 @@ def normalize(
         ("original", orig, original_mni),
         ("smoothed", imageio.load_scan(smoothed, max_voxels=None), smoothed_mni),
     ):
-        mni = register.resample_to_mni(source, native_from_mni)
+        mni = register.resample_to_mni(source, native_from_mni, threads=threads)
         imageio.save_nifti(mni, out)
         check = register.normalization_qc(
             mni, tmpl, min_correlation=min_correlation, native_from_mni=native_from_mni
