@@ -33,14 +33,31 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
-def snakemake(workdir: Path, *args: str, configfiles=(REPO / "config.yaml",)) -> float:
-    """Run Snakemake from the repository; return wall seconds (fails loudly)."""
+def snakemake(workdir: Path, *args: str, configfiles=(REPO / "config.yaml",), own_cpu=None):
+    """Run Snakemake from the repository; return wall seconds (fails loudly). With a dict as
+    ``own_cpu``, its ``s`` receives the CPU seconds of the Snakemake process itself (all its
+    threads, not its worker pool or jobs), read from /proc every half second while it runs."""
     cmd = [SNAKEMAKE, "--directory", str(workdir), "--configfile", *map(str, configfiles), *args]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}")
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        while proc.poll() is None:
+            if own_cpu is not None:
+                own_cpu["s"] = _process_cpu_s(proc.pid, own_cpu.get("s", 0.0))
+            time.sleep(0.5)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{err.read()[-4000:]}")
     return time.perf_counter() - start
+
+
+def _process_cpu_s(pid: int, last: float) -> float:
+    """User + system CPU seconds of process ``pid`` alone (``last`` once it has exited)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return last
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stage_table(workdir: Path) -> pd.DataFrame:
@@ -87,12 +104,17 @@ def main() -> None:
         if args.workdir.exists() and any(args.workdir.iterdir()):
             raise SystemExit(f"{args.workdir} is not empty: the run must start from scratch")
         cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-        result["run_s"] = snakemake(args.workdir, "--cores", str(args.cores), "--quiet")
+        own = {}
+        result["run_s"] = snakemake(
+            args.workdir, "--cores", str(args.cores), "--quiet", own_cpu=own
+        )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         # Snakemake, its worker pool and every job process: user + system CPU seconds
         result["run_cpu_s"] = round(
             after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime, 1
         )
+        # of which the Snakemake process itself (scheduling, job records, its threads)
+        result["snakemake_process_cpu_s"] = round(own.get("s", float("nan")), 1)
         result["report_s"] = snakemake(args.workdir, "--report", "report.html")
     result["no_change_dry_run_s"] = [
         snakemake(args.workdir, "--dry-run", "--quiet") for _ in range(args.repeats)
@@ -109,7 +131,8 @@ def main() -> None:
         f"# End-to-end run ({result['machine']}, --cores {args.cores}, {result['date']})",
         "",
         f"- whole run: {result.get('run_s', float('nan')) / 60:.1f} min, "
-        f"{result.get('run_cpu_s', float('nan')):.0f} CPU s; "
+        f"{result.get('run_cpu_s', float('nan')):.0f} CPU s (Snakemake's own process "
+        f"{result.get('snakemake_process_cpu_s', float('nan')):.0f}); "
         f"report: {result.get('report_s', float('nan')):.0f} s",
         f"- no-change dry run: median {statistics.median(result['no_change_dry_run_s']):.1f} s "
         f"of {args.repeats}",
