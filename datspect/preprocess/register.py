@@ -12,7 +12,9 @@ gradient descent.  No stage runs at full resolution: that costs 10x the time for
 Both images are smoothed here, as ITK's pyramid would, and the metric takes the moving image's
 gradient by central differences at its sampled points: ITK's own pyramid computes a gradient
 image of the whole moving scan at full resolution for every stage, two thirds of the time of a
-registration (``bench/registration.py``). The template's levels are kept per process.
+registration (``bench/registration.py``). The template's levels are kept per process, and the
+moving scan is cropped to its head box first (:func:`_head_box`): smoothing the empty field of
+view cost as much as the optimisation.
 
 The metric sees ``log(1 + v / level)`` of both images (``level`` = median of the head voxels),
 not the raw counts.  Mattes bins span min..max linearly, and a striatum 5-8 times hotter than
@@ -93,7 +95,8 @@ def metric_image(img: nib.Nifti1Image) -> nib.Nifti1Image:
 def _head_box(img: nib.Nifti1Image, margin: int) -> nib.Nifti1Image:
     """``img`` cropped to the box of its voxels above 5 % of the maximum (the head), widened by
     ``margin`` voxels, with the affine of the crop: the registration smooths and samples the
-    head, not the empty field of view (a third of its time for < 0.2 mm; bench/registration.py).
+    head, not the empty field of view (measured on 16 simulated scans: 0.21 -> 0.14 s per
+    registration, striatal points within 0.2 mm of where the uncropped registration puts them).
     """
     data = volume_data(img)
     head = np.argwhere(data > 0.05 * float(data.max()))
