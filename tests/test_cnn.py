@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from datspect import schema
 from datspect.cnn import (
@@ -20,7 +21,14 @@ from datspect.cnn import (
     train_model,
 )
 from datspect.cnn.checkpoint import sidecar_path
-from datspect.cnn.data import load_items
+from datspect.cnn.data import (
+    _affine_theta,
+    _draw_params,
+    augment_batch,
+    load_items,
+    resolve_augment,
+)
+from datspect.cnn.model import MaxPool2d
 from datspect.errors import InputError
 
 SLAB = (109, 91)
@@ -94,6 +102,51 @@ def test_augmentation_is_seeded_and_order_independent():
     assert not torch.equal(batch_a, torch.stack([b[i][0] for i in range(6)]))
     plain = ImageDataset(x, y)
     assert torch.equal(plain[1][0][0], torch.from_numpy(x[1]))
+
+
+def _reference_augmentation(x, flip, shift, angle, scale):
+    """The whole image resampled through ``affine_grid`` (the augmentation's definition)."""
+    x = torch.where(flip.view(-1, 1, 1, 1), torch.flip(x, dims=[-1]), x)
+    theta = _affine_theta(x.shape[2:], shift, angle)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return x * scale.to(x.dtype).view(-1, 1, 1, 1)
+
+
+def test_augmenting_the_models_window_gives_the_whole_images_values_there():
+    x = torch.from_numpy(np.random.default_rng(1).random((8, 1, *SLAB), dtype=np.float32))
+    params = _draw_params(8, 2, resolve_augment({}), torch.Generator().manual_seed(4))
+    window = [[26, 90], [13, 77]]
+    inside = (slice(None), slice(None), slice(26, 90), slice(13, 77))
+    reference = _reference_augmentation(x, **params)
+    assert torch.equal(augment_batch(x, **params), reference)
+    windowed = augment_batch(x, **params, window=window)
+    assert torch.equal(windowed[inside], reference[inside])
+    windowed[inside] = 0
+    assert not windowed.any()  # the model never reads the rest
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 32, 32), (2, 5, 33, 17)])
+def test_max_pooling_matches_torchs_values_and_gradients(shape):
+    x = torch.relu(torch.randn(shape, generator=torch.Generator().manual_seed(0)))
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, ref = MaxPool2d(2)(ours), torch.nn.MaxPool2d(2)(theirs)
+    assert torch.equal(out, ref)
+    grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
+    out.backward(grad)
+    ref.backward(grad)
+    assert torch.equal(ours.grad, theirs.grad)
+
+
+def test_the_layers_before_the_first_dropout_and_the_rest_make_the_model():
+    torch.manual_seed(0)
+    model = build_model(SMALL, SLAB).eval()
+    prefix, rest = model.split_at_first_dropout()
+    assert not any(isinstance(m, torch.nn.Dropout2d) for m in prefix.modules())
+    assert isinstance(rest[0], torch.nn.Dropout2d)
+    x = torch.rand(3, 1, *SLAB)
+    with torch.no_grad():
+        assert torch.equal(rest(prefix(x)), model(x))
 
 
 def test_flip_only_augmentation_mirrors_left_right():

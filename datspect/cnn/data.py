@@ -18,6 +18,7 @@ any global RNG.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -277,20 +278,49 @@ def _affine_theta(shape, shift: torch.Tensor, angle: torch.Tensor) -> torch.Tens
     return torch.cat([lin, trans[:, :, None]], dim=2).to(torch.float32)
 
 
-def augment_batch(x: torch.Tensor, flip, shift, angle, scale) -> torch.Tensor:
+@functools.cache
+def _base_grid(shape: tuple[int, ...]) -> torch.Tensor:
+    """``affine_grid``'s base grid (``align_corners=False``) for a spatial ``shape``: per pixel
+    its normalised coordinates, last axis first, and a 1; shape ``(*shape, ndim + 1)``."""
+    axes = [torch.linspace(-1, 1, s) * (s - 1) / s for s in shape]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([*reversed(mesh), torch.ones(shape)], dim=-1)
+
+
+def augment_batch(x: torch.Tensor, flip, shift, angle, scale, window=None) -> torch.Tensor:
     """Apply per-sample augmentation draws to a batch ``x`` of shape ``(N, 1, *spatial)``.
 
     ``flip`` (N,) bool, ``shift`` (N, ndim) voxels, ``angle`` (N,) radians, ``scale`` (N,).
+    ``window``, per spatial axis ``[start, stop)`` (the model's crop), resamples only the pixels
+    the model reads and leaves the others 0: the same values there as resampling the whole
+    image (its sampling grid, sliced; ``affine_grid``'s arithmetic), at a third of the cost.
     Done batch-wise: resampling one image at a time costs ~0.7 ms on this CPU, about as much
     as that image's share of a training step, against <0.1 ms per image for a batch.
     """
     x = torch.where(flip.view(-1, *[1] * (x.ndim - 1)), torch.flip(x, dims=[-1]), x)
-    if bool((angle != 0).any()) or bool((shift != 0).any()):
-        theta = _affine_theta(x.shape[2:], shift, angle)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        # border padding: slabs are not zero at their edges
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return x * scale.to(x.dtype).view(-1, *[1] * (x.ndim - 1))
+    scale = scale.to(x.dtype).view(-1, *[1] * (x.ndim - 1))
+    if not (bool((angle != 0).any()) or bool((shift != 0).any())):
+        return x * scale
+    spatial = tuple(x.shape[2:])
+    inside = (
+        tuple(slice(None) for _ in spatial) if window is None else tuple(slice(*w) for w in window)
+    )
+    theta = _affine_theta(spatial, shift, angle)
+    base = _base_grid(spatial)[inside]
+    grid = base.reshape(1, -1, len(spatial) + 1).expand(len(x), -1, -1).bmm(theta.transpose(1, 2))
+    # border padding: slabs are not zero at their edges
+    sampled = F.grid_sample(
+        x,
+        grid.view(len(x), *base.shape[:-1], len(spatial)),
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=False,
+    )
+    if window is None:
+        return sampled * scale
+    out = x.new_zeros(x.shape)
+    out[(slice(None), slice(None), *inside)] = sampled * scale
+    return out
 
 
 class ImageDataset(Dataset):
@@ -311,6 +341,9 @@ class ImageDataset(Dataset):
     degrade : dict or None
         Degradation config (keys of ``cnn.degrade``, over its defaults); None = none.  Drawn from
         streams of its own, so the augmentation of a dataset is the same with or without it.
+    window : list or None
+        The pixels the model reads (its crop, per spatial axis ``[start, stop)``): augmentation
+        resamples only those (:func:`augment_batch`); None = all.
     """
 
     def __init__(
@@ -320,12 +353,14 @@ class ImageDataset(Dataset):
         augment: dict | None = None,
         seed: int = 0,
         degrade: dict | None = None,
+        window: list | None = None,
     ):
         self.x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(1)
         self.y = torch.from_numpy(np.asarray(y, dtype=np.int64))
         self.augment = resolve_augment(augment) if augment is not None else None
         self.degrade = resolve_degrade(degrade) if degrade is not None else None
         self.seed = int(seed)
+        self.window = window
         self.params = None
         self.degradation = None
         if (self.augment is not None and self.augment["enabled"]) or self.degrade is not None:
@@ -364,5 +399,12 @@ class ImageDataset(Dataset):
             x = degrade_batch(x, d["fwhm_px"][idx], noise * sd, widest)
         if self.params is not None:
             p = self.params
-            x = augment_batch(x, p["flip"][idx], p["shift"][idx], p["angle"][idx], p["scale"][idx])
+            x = augment_batch(
+                x,
+                p["flip"][idx],
+                p["shift"][idx],
+                p["angle"][idx],
+                p["scale"][idx],
+                window=self.window,
+            )
         return list(zip(x, self.y[idx], strict=True))

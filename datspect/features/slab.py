@@ -102,15 +102,12 @@ def positive_reference(mean: float, *, name: str, reference: str) -> float:
     return mean
 
 
-@functools.lru_cache(maxsize=4)
 def reference_region(reference: str = "brain_without_striatum") -> np.ndarray:
     """Read-only reference mask on the MNI grid; an unknown name raises :class:`InputError`."""
     try:
-        mask = anatomy.reference_mask(reference)
+        return anatomy.reference_mask(reference)
     except ValueError as err:
         raise InputError(f"reference: {err}") from None
-    mask.flags.writeable = False
-    return mask
 
 
 def project_to_slab(volume: np.ndarray, n_slices: int = 5) -> np.ndarray:
