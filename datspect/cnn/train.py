@@ -83,9 +83,6 @@ def _set_determinism(seed: int, threads: int, device: torch.device) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
         torch.use_deterministic_algorithms(True)
-    # deterministic mode also fills each new tensor with NaN to expose reads of uninitialised
-    # memory: ~100 fills per training step, 3 % of its time, for kernels that write every output
-    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def _evaluate(model, loader, class_weights: torch.Tensor, device) -> tuple[float, float]:
