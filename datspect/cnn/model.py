@@ -169,6 +169,9 @@ class _ChannelsLastMaxPool(torch.autograd.Function):
 class MaxPool2d(nn.MaxPool2d):
     """``nn.MaxPool2d(size)`` (stride = size) through :class:`_ChannelsLastMaxPool` on the CPU."""
 
+    def __init__(self, size: int):
+        super().__init__(size)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":
             return super().forward(x)
